@@ -1,0 +1,136 @@
+"""The reduction configuration: what to reduce, where, and how much.
+
+A :class:`ReductionConfig` is plain data. It is validated when built (a bad value fails at
+once, naming the field), and it round-trips through YAML so that recipes can pass it as a
+file (``--reduction_config conf/reduction/fastadasp_constant.yaml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: Every reduction method. ``none`` leaves the model untouched.
+METHODS: tuple[str, ...] = (
+    "none",
+    "fastadasp",  # weighted adjacent merge (the paper's method)
+    "merge_avg",  # same clusters, uniform weights (ablation)
+    "random_merge",  # random adjacent edges, attention-weighted
+    "atome",  # A-ToMe: non-overlapping most-similar adjacent pairs, plain average
+    "fastv",  # evict the audio tokens that received the least attention
+    "random_evict",  # evict the same number at random
+    "h2o",  # evict low-attention audio entries from the KV cache only
+)
+MERGE_METHODS: frozenset[str] = frozenset({"fastadasp", "merge_avg", "random_merge", "atome"})
+EVICT_METHODS: frozenset[str] = frozenset({"fastv", "random_evict"})
+KV_ONLY_METHODS: frozenset[str] = frozenset({"h2o"})
+
+#: constant: the same fraction of the current audio tokens at every layer from start_layer on;
+#: decay: that fraction at start_layer, falling linearly to 0 at the last layer;
+#: once: a single reduction at start_layer (the sparse strategy).
+SCHEDULES: tuple[str, ...] = ("constant", "decay", "once")
+
+
+class ConfigError(ValueError):
+    """A reduction configuration value is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class ReductionConfig:
+    """How to reduce the audio tokens of a Speech LM during prefill.
+
+    Exactly one of ``ratio`` (the fraction of the current audio tokens removed at a reducing
+    layer) or ``flops_reduction`` (a target for the decoder's prefill FLOPs, solved per
+    utterance into a ratio) must be given, unless ``method`` is ``none``.
+    """
+
+    method: str = "fastadasp"
+    schedule: str = "constant"
+    start_layer: int = 2
+    ratio: float | None = None
+    flops_reduction: float | None = None
+    seed: int = 0
+    #: Query rows per chunk when summing the attention each token received (bounds memory).
+    attention_chunk_size: int = 1024
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"method={self.method!r} is not one of {', '.join(METHODS)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule={self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        if not isinstance(self.start_layer, int) or isinstance(self.start_layer, bool) or self.start_layer < 0:
+            raise ConfigError(f"start_layer={self.start_layer!r} must be an integer >= 0")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"seed={self.seed!r} must be an integer")
+        if not isinstance(self.attention_chunk_size, int) or self.attention_chunk_size < 1:
+            raise ConfigError(f"attention_chunk_size={self.attention_chunk_size!r} must be a positive integer")
+        for name in ("ratio", "flops_reduction"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{name}={value!r} must be a number in [0, 1)")
+            if not 0.0 <= float(value) < 1.0:
+                raise ConfigError(f"{name}={value!r} must be in [0, 1)")
+        if self.method == "none":
+            return
+        if (self.ratio is None) == (self.flops_reduction is None):
+            raise ConfigError(
+                f"method={self.method!r} needs exactly one of ratio or flops_reduction "
+                f"(got ratio={self.ratio!r}, flops_reduction={self.flops_reduction!r})"
+            )
+
+    @property
+    def is_noop(self) -> bool:
+        """True when applying this config cannot change the model's output."""
+        if self.method == "none":
+            return True
+        return (self.ratio if self.ratio is not None else self.flops_reduction) == 0.0
+
+    def replace(self, **changes: Any) -> ReductionConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["extra"] = dict(self.extra)
+        if not out["extra"]:
+            del out["extra"]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], **overrides: Any) -> ReductionConfig:
+        """Build from a mapping; unknown keys are an error (a typo must not be ignored)."""
+        merged = {**dict(data or {}), **overrides}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown reduction config key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**merged)
+
+    def save_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def load_yaml(cls, path: str | Path, **overrides: Any) -> ReductionConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"reduction config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+        try:
+            return cls.from_dict(data, **overrides)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc

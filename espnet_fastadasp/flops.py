@@ -1,0 +1,190 @@
+"""The FLOPs model of the LLM decoder, the reduction schedules, and the target solver.
+
+FLOPs model (multiply-add = 2 FLOPs; norms, RoPE, softmax and the LM head are left out, they
+are small and untouched by reduction). For a decoder layer with hidden size H, Hq query heads
+and Hkv key/value heads of size D, FFN size F (gated MLP: gate, up, down):
+
+* projections, per token: ``2 H (2 Hq D + 2 Hkv D)`` (q, k, v and o; GQA shrinks k and v);
+* attention, prefill with n tokens, causal: ``4 Hq D * n (n + 1) / 2`` (QK^T and AV over the
+  n(n+1)/2 query-key pairs that are computed);
+* MLP, per token: ``6 H F``;
+* one decoding step over a cache of K entries: projections and MLP for one token plus
+  ``4 Hq D (K + 1)`` for attention.
+
+At a reducing layer the reduction sits between attention and MLP, so that layer's attention
+runs on the tokens that entered it and its MLP on the tokens that left it. Prefill FLOPs of a
+row are the sum over layers; the *FLOPs reduction* is ``1 - reduced / full``.
+
+Schedules (per row, from that row's audio token count A): a reducing layer removes
+``k = int(a * r_l)`` of the ``a`` audio tokens entering it, capped so that each audio clip
+keeps at least one token. ``constant``: ``r_l = r`` for every layer from ``start_layer`` on;
+``decay``: ``r`` at ``start_layer`` falling linearly to 0 at the last layer; ``once``: ``r`` at
+``start_layer`` only. Given a ``flops_reduction`` target, :func:`solve_ratio` finds the ``r``
+whose counted FLOPs reduction is closest to it; an unreachable target raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .config import ConfigError
+
+
+@dataclass(frozen=True)
+class DecoderDims:
+    """The shape of a decoder-only LLM, read from its (text) config."""
+
+    num_layers: int
+    hidden: int
+    intermediate: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> DecoderDims:
+        heads = cfg.num_attention_heads
+        return cls(
+            num_layers=cfg.num_hidden_layers,
+            hidden=cfg.hidden_size,
+            intermediate=cfg.intermediate_size,
+            num_heads=heads,
+            num_kv_heads=getattr(cfg, "num_key_value_heads", None) or heads,
+            head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // heads,
+        )
+
+    @property
+    def proj_per_token(self) -> int:
+        return 2 * self.hidden * (2 * self.num_heads * self.head_dim + 2 * self.num_kv_heads * self.head_dim)
+
+    @property
+    def mlp_per_token(self) -> int:
+        return 6 * self.hidden * self.intermediate
+
+    def prefill_layer(self, n_attn: int, n_mlp: int) -> int:
+        """FLOPs of one layer whose attention sees ``n_attn`` tokens and MLP ``n_mlp``."""
+        attn = 4 * self.num_heads * self.head_dim * n_attn * (n_attn + 1) // 2
+        return n_attn * self.proj_per_token + attn + n_mlp * self.mlp_per_token
+
+    def decode_layer(self, kv_len: int) -> int:
+        """FLOPs of one layer for one new token attending to ``kv_len`` cached entries."""
+        return self.proj_per_token + self.mlp_per_token + 4 * self.num_heads * self.head_dim * (kv_len + 1)
+
+
+def layer_ratios(schedule: str, ratio: float, start_layer: int, num_layers: int) -> list[float]:
+    """The fraction of the current audio tokens each layer removes."""
+    out = [0.0] * num_layers
+    if start_layer >= num_layers:
+        return out
+    if schedule == "constant":
+        for layer in range(start_layer, num_layers):
+            out[layer] = ratio
+    elif schedule == "decay":
+        span = num_layers - 1 - start_layer
+        for layer in range(start_layer, num_layers):
+            out[layer] = ratio if span == 0 else ratio * (1 - (layer - start_layer) / span)
+    elif schedule == "once":
+        out[start_layer] = ratio
+    else:
+        raise ConfigError(f"unknown schedule {schedule!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    """What one row does: tokens removed at each layer and the counts that follow from it."""
+
+    removals: tuple[int, ...]  # audio tokens removed inside layer l
+    audio_in: tuple[int, ...]  # audio tokens entering layer l
+    total_in: tuple[int, ...]  # all (non-padding) tokens entering layer l
+    ratio: float
+
+    @property
+    def audio_out(self) -> int:
+        return self.audio_in[-1] - self.removals[-1]
+
+
+def plan_row(
+    audio_tokens: int,
+    total_tokens: int,
+    audio_runs: int,
+    schedule: str,
+    ratio: float,
+    start_layer: int,
+    num_layers: int,
+) -> RowPlan:
+    """Removal counts per layer for one row (``audio_runs`` = number of separate audio clips)."""
+    removals, audio_in, total_in = [], [], []
+    audio, total = audio_tokens, total_tokens
+    floor = min(audio_tokens, max(audio_runs, 1))
+    for r in layer_ratios(schedule, ratio, start_layer, num_layers):
+        k = min(int(audio * r), audio - floor) if r > 0 else 0
+        audio_in.append(audio)
+        total_in.append(total)
+        removals.append(max(k, 0))
+        audio -= removals[-1]
+        total -= removals[-1]
+    return RowPlan(tuple(removals), tuple(audio_in), tuple(total_in), ratio)
+
+
+def prefill_flops(dims: DecoderDims, plan: RowPlan) -> int:
+    """Counted prefill FLOPs of a row whose hidden states shrink as ``plan`` says."""
+    return sum(dims.prefill_layer(n, n - k) for n, k in zip(plan.total_in, plan.removals))
+
+
+def full_prefill_flops(dims: DecoderDims, total_tokens: int) -> int:
+    """Prefill FLOPs of a row of ``total_tokens`` tokens without reduction."""
+    return dims.prefill_layer(total_tokens, total_tokens) * dims.num_layers
+
+
+def decode_step_flops(dims: DecoderDims, kv_lens: list[int]) -> int:
+    """FLOPs of one decoding step given the prompt KV length of every layer."""
+    return sum(dims.decode_layer(k) for k in kv_lens)
+
+
+def flops_reduction_of(dims: DecoderDims, plan: RowPlan) -> float:
+    return 1.0 - prefill_flops(dims, plan) / full_prefill_flops(dims, plan.total_in[0])
+
+
+def solve_ratio(
+    dims: DecoderDims,
+    target: float,
+    audio_tokens: int,
+    total_tokens: int,
+    audio_runs: int,
+    schedule: str,
+    start_layer: int,
+    tolerance: float = 0.02,
+    iterations: int = 40,
+) -> RowPlan:
+    """The plan whose counted prefill FLOPs reduction is closest to ``target``.
+
+    The reduction grows with ``r`` (in steps, because counts are integers), so a bisection on
+    ``r`` in [0, 1) brackets the target. If even the most aggressive plan falls short of the
+    target by more than ``tolerance``, the target is unreachable for this row and we raise,
+    rather than silently deliver less.
+    """
+
+    def plan(r: float) -> RowPlan:
+        return plan_row(audio_tokens, total_tokens, audio_runs, schedule, r, start_layer, dims.num_layers)
+
+    if target <= 0 or audio_tokens == 0:
+        return plan(0.0)
+    best = plan(0.999999)
+    reachable = flops_reduction_of(dims, best)
+    if reachable + tolerance < target:
+        raise ConfigError(
+            f"flops_reduction={target:.3f} is unreachable with schedule={schedule!r}, start_layer={start_layer} "
+            f"on {dims.num_layers} layers for a prompt of {total_tokens} tokens ({audio_tokens} audio): "
+            f"at most {reachable:.3f}; lower the target or the start layer"
+        )
+    lo, hi = 0.0, 0.999999
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        if flops_reduction_of(dims, plan(mid)) < target:
+            lo = mid
+        else:
+            hi = mid
+    candidates = [plan(lo), plan(hi)]
+    return min(candidates, key=lambda p: abs(flops_reduction_of(dims, p) - target))

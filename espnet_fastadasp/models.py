@@ -1,0 +1,100 @@
+"""Finding the parts of a transformers Speech LM that token reduction needs.
+
+Speech LMs in transformers (Qwen2-Audio, Qwen2.5-Omni thinker, Voxtral, Audio Flamingo 3,
+...) share one layout: an audio encoder whose embeddings are scattered into the LLM's input
+embeddings at placeholder tokens, then a decoder-only LLM with a plain loop over decoder
+layers. Attribute paths moved between releases (``model.language_model.layers`` versus
+``language_model.model.layers``), so everything here is found by what it is, not where it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+#: Sub-modules a decoder layer needs for the reduction to sit between attention and MLP.
+PRE_NORM_PARTS = ("input_layernorm", "self_attn", "post_attention_layernorm", "mlp")
+AUDIO_TOKEN_ATTRS = ("audio_token_id", "audio_token_index")
+
+
+class UnsupportedModelError(TypeError):
+    """The model lacks something token reduction needs; the message says what."""
+
+
+@dataclass
+class SpeechLMParts:
+    decoder: nn.Module  # the text decoder (e.g. Qwen2Model): embeddings, layers, final norm
+    layers: nn.ModuleList
+    text_config: Any
+    audio_token_id: int
+
+    @property
+    def attn_implementation(self) -> str:
+        return getattr(self.text_config, "_attn_implementation", None) or "eager"
+
+
+def text_config_of(model: nn.Module) -> Any:
+    cfg = model.config
+    return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+
+
+def audio_token_id_of(model: nn.Module) -> int:
+    """The id of the audio placeholder token, from the model config."""
+    for holder in (model.config, getattr(model.config, "thinker_config", None)):
+        for attr in AUDIO_TOKEN_ATTRS:
+            value = getattr(holder, attr, None) if holder is not None else None
+            if isinstance(value, int):
+                return value
+    raise UnsupportedModelError(
+        f"{type(model).__name__}: no audio placeholder token id in its config "
+        f"(looked for {', '.join(AUDIO_TOKEN_ATTRS)}); is this a Speech LM?"
+    )
+
+
+def find_decoder(model: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
+    """The text decoder: the module holding a ``layers`` ModuleList and configured by the text config."""
+    text_cfg = text_config_of(model)
+    candidates = []
+    for name, module in model.named_modules():
+        layers = getattr(module, "layers", None)
+        if isinstance(layers, nn.ModuleList) and len(layers) and getattr(module, "config", None) is text_cfg:
+            candidates.append((name, module, layers))
+    if not candidates:
+        # fall back to the layer count, for models whose decoder holds a copy of the config
+        for name, module in model.named_modules():
+            layers = getattr(module, "layers", None)
+            if (
+                isinstance(layers, nn.ModuleList)
+                and len(layers) == getattr(text_cfg, "num_hidden_layers", -1)
+                and all(hasattr(layers[0], part) for part in PRE_NORM_PARTS)
+            ):
+                candidates.append((name, module, layers))
+    if len(candidates) != 1:
+        found = ", ".join(n for n, _, _ in candidates) or "none"
+        raise UnsupportedModelError(f"{type(model).__name__}: expected one text decoder, found {found}")
+    _, decoder, layers = candidates[0]
+    for i, layer in enumerate(layers):
+        missing = [p for p in PRE_NORM_PARTS if not hasattr(layer, p)]
+        if missing:
+            raise UnsupportedModelError(
+                f"decoder layer {i} ({type(layer).__name__}) lacks {', '.join(missing)}: "
+                "only pre-norm layers (norm -> attention -> residual -> norm -> MLP -> residual) are supported"
+            )
+    if getattr(text_cfg, "residual_multiplier", None) not in (None, 1, 1.0):
+        raise UnsupportedModelError("decoder layers scale their residual branch (residual_multiplier); not supported")
+    return decoder, layers
+
+
+def speech_lm_parts(model: nn.Module) -> SpeechLMParts:
+    decoder, layers = find_decoder(model)
+    return SpeechLMParts(decoder, layers, text_config_of(model), audio_token_id_of(model))
+
+
+def audio_runs(audio_mask: torch.Tensor) -> torch.Tensor:
+    """(B,) number of separate runs of audio tokens per row (one per audio clip)."""
+    starts = audio_mask.clone()
+    starts[:, 1:] &= ~audio_mask[:, :-1]
+    return starts.sum(-1)

@@ -1,0 +1,264 @@
+"""Token reduction as pure, batched tensor functions (tensor in, tensor out).
+
+Every method is expressed in two steps:
+
+1. *selection*: decide, per row, which tokens leave the sequence. Merge methods return
+   ``group`` ids (contiguous runs of tokens that become one token); eviction methods return a
+   ``drop`` mask.
+2. *assignment*: :func:`assignment_from_groups` turns that into ``dest`` (the output slot of
+   every input token, ``-1`` if it is dropped) and an output length; :func:`merge_rows` then
+   computes each output slot as the weighted mean of the tokens sent to it.
+
+Rows are independent: each row removes its own number of tokens (``k``, one value per row),
+and the output is left-aligned again (new padding on the left, like the tokenizer's left
+padding), so the last position of every row stays the last real token. Only audio tokens are
+candidates; text, special and padding tokens are never merged or dropped (padding tokens are
+simply not carried into the output: the output gets fresh left padding).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+NEG_INF = float("-inf")
+
+
+# --------------------------------------------------------------------------- edge scores
+
+
+def adjacent_cosine_similarity(keys: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of each token's key with its right neighbour's key.
+
+    keys: (B, T, C) keys of one layer (post-RoPE, all heads flattened into C).
+    audio_mask: (B, T) bool, True at audio tokens.
+    Returns (B, T-1) float32: edge ``i`` joins tokens ``i`` and ``i+1``; edges that do not join
+    two audio tokens are ``-inf`` so that no selection ever picks them.
+    """
+    unit = F.normalize(keys.float(), dim=-1)
+    sim = (unit[:, :-1] * unit[:, 1:]).sum(-1)
+    return sim.masked_fill(~audio_edges(audio_mask), NEG_INF)
+
+
+def audio_edges(audio_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T-1) bool: True where tokens i and i+1 are both audio (a mergeable edge)."""
+    return audio_mask[:, :-1] & audio_mask[:, 1:]
+
+
+def random_scores(candidates: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+    """Uniform noise at the ``candidates`` of each row, ``-inf`` elsewhere; one generator per row.
+
+    A row's noise is drawn for its candidates in order and depends only on its seed and their
+    number, never on the batch's padding or other rows, so a batch of N gives the same random
+    choices as N single runs.
+    """
+    out = torch.full(candidates.shape, NEG_INF, dtype=torch.float32)
+    cand = candidates.cpu()
+    for row, seed in enumerate(seeds):
+        gen = torch.Generator(device="cpu").manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
+        n = int(cand[row].sum())
+        out[row, cand[row]] = torch.rand(n, generator=gen)
+    return out.to(candidates.device)
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def top_k_mask(scores: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """(B, E) bool: the ``k[b]`` highest finite scores of each row (ties: lower index first).
+
+    ``k`` is clamped to the number of finite scores, so ``-inf`` entries are never chosen.
+    """
+    order = scores.argsort(dim=-1, descending=True, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(scores.shape[1], device=scores.device).expand_as(order))
+    return (ranks < k.to(scores.device)[:, None]) & torch.isfinite(scores)
+
+
+def bottom_k_mask(scores: torch.Tensor, candidates: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: the ``k[b]`` lowest scores among ``candidates`` of each row."""
+    flipped = (-scores.float()).masked_fill(~candidates, NEG_INF)
+    return top_k_mask(flipped, k)
+
+
+def non_overlapping_top_k_edges(scores: torch.Tensor, k: torch.Tensor, max_rounds: int = 64) -> torch.Tensor:
+    """(B, E) bool: up to ``k[b]`` edges per row, no two sharing a token, best scores first.
+
+    A-ToMe's pairing: adjacent pairs are merged two by two, never chained. Each round takes
+    the edges that beat both neighbouring edges (local maxima, so they cannot overlap), keeps
+    the best of them up to the row's remaining budget, and removes the chosen edges and their
+    neighbours from play. This is the greedy matching, done in vectorised rounds.
+    """
+    scores = scores.float().clone()
+    chosen = torch.zeros_like(scores, dtype=torch.bool)
+    remaining = k.to(scores.device).clone()
+    for _ in range(max_rounds):
+        live = torch.isfinite(scores)
+        if not bool((live.any(-1) & (remaining > 0)).any()):
+            break
+        left = F.pad(scores[:, :-1], (1, 0), value=NEG_INF)
+        right = F.pad(scores[:, 1:], (0, 1), value=NEG_INF)
+        # strict on the left, non-strict on the right: ties resolve to the lower index
+        local_max = live & (scores > left) & (scores >= right)
+        pick = top_k_mask(scores.masked_fill(~local_max, NEG_INF), remaining)
+        chosen |= pick
+        remaining = remaining - pick.sum(-1)
+        blocked = pick | F.pad(pick[:, :-1], (1, 0)) | F.pad(pick[:, 1:], (0, 1))
+        scores = scores.masked_fill(blocked, NEG_INF)
+    return chosen
+
+
+def groups_from_edges(edges: torch.Tensor) -> torch.Tensor:
+    """(B, T) long group ids from (B, T-1) selected edges: selected edges chain tokens together.
+
+    Token ``i`` starts a new group unless edge ``i-1`` (joining ``i-1`` and ``i``) is selected,
+    so runs of consecutive selected edges form one cluster and each edge removes one token.
+    """
+    starts = torch.ones(edges.shape[0], edges.shape[1] + 1, dtype=torch.long, device=edges.device)
+    starts[:, 1:] = (~edges).long()
+    return starts.cumsum(-1) - 1
+
+
+# --------------------------------------------------------------------------- assignment
+
+
+def assignment_from_groups(group: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Output slot of every token, left-aligned per row.
+
+    group: (B, T) long, non-decreasing group ids (contiguous groups).
+    keep: (B, T) bool, False for tokens that leave without a trace (dropped or padding).
+    Returns ``dest`` (B, T) long (``-1`` where not kept) and the output length (the longest row).
+    """
+    # a group survives if any member is kept; its first kept member represents it
+    rep = keep & ~_earlier_kept_in_group(group, keep)
+    count = rep.sum(-1)
+    out_len = int(count.max()) if count.numel() else 0
+    slot = rep.long().cumsum(-1) - 1 + (out_len - count)[:, None]
+    return torch.where(keep, slot, torch.full_like(slot, -1)), out_len
+
+
+def _earlier_kept_in_group(group: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """True where an earlier token of the same (contiguous) group is kept."""
+    kept_group = torch.where(keep, group, torch.full_like(group, -1))
+    prev = torch.cummax(F.pad(kept_group[:, :-1], (1, 0), value=-1), dim=-1).values
+    return prev == group
+
+
+def merge_rows(x: torch.Tensor, dest: torch.Tensor, weight: torch.Tensor, out_len: int) -> torch.Tensor:
+    """Weighted mean of the tokens sent to each output slot.
+
+    x: (B, T, C); dest: (B, T) long slot or -1; weight: (B, T) non-negative.
+    Returns (B, out_len, C) in x's dtype; slot ``s`` is ``sum(w_j x_j) / sum(w_j)`` over the
+    tokens with ``dest == s``, accumulated in float32. A slot with one token gets that token
+    unchanged (bit for bit); an unfilled slot (new padding) is zero.
+    """
+    B, T, C = x.shape
+    sent = dest >= 0
+    idx = dest.clamp(min=0)
+    w = torch.where(sent, weight.float().clamp(min=1e-12), torch.zeros((), device=x.device))
+    den = torch.zeros(B, out_len, device=x.device).scatter_add_(1, idx, w)
+    w_norm = w / den.gather(1, idx).clamp(min=1e-30)
+    out = torch.zeros(B, out_len, C, dtype=torch.float32, device=x.device)
+    out.scatter_add_(1, idx[..., None].expand(B, T, C), x.float() * w_norm[..., None])
+    return out.to(x.dtype)
+
+
+def slot_sources(dest: torch.Tensor, out_len: int) -> torch.Tensor:
+    """(B, out_len) long: the first input index sent to each slot, -1 for empty slots.
+
+    The merged token keeps the original position (RoPE) of its first member: documented choice,
+    it keeps the order of tokens, so causal masking in index order stays exact.
+    """
+    B, T = dest.shape
+    src = torch.full((B, out_len + 1), T, dtype=torch.long, device=dest.device)
+    idx = torch.where(dest >= 0, dest, torch.full_like(dest, out_len))
+    ar = torch.arange(T, device=dest.device).expand(B, T)
+    src.scatter_reduce_(1, idx, ar, reduce="amin", include_self=True)
+    src = src[:, :out_len]
+    return torch.where(src == T, torch.full_like(src, -1), src)
+
+
+def gather_slots(x: torch.Tensor, src: torch.Tensor, dim: int = 1, fill: float | bool = 0) -> torch.Tensor:
+    """Take ``x`` at ``src`` along ``dim`` (per row); empty slots (``src == -1``) get ``fill``."""
+    idx = src.clamp(min=0)
+    shape = list(x.shape)
+    shape[dim] = src.shape[1]
+    view = [src.shape[0]] + [1] * (x.dim() - 1)
+    view[dim] = src.shape[1]
+    idx_full = idx.view(view).expand(shape)
+    out = x.gather(dim, idx_full)
+    empty = (src < 0).view(view).expand(shape)
+    return out.masked_fill(empty, fill)
+
+
+# --------------------------------------------------------------------------- methods
+
+
+def merge_groups(
+    method: str,
+    keys: torch.Tensor,
+    audio_mask: torch.Tensor,
+    k: torch.Tensor,
+    seeds: list[int] | None = None,
+) -> torch.Tensor:
+    """Group ids for a merge method: which adjacent audio tokens are merged.
+
+    fastadasp / merge_avg: the ``k`` adjacent audio pairs with the most similar keys, chained.
+    random_merge: ``k`` random adjacent audio pairs, chained.
+    atome: the ``k`` most similar non-overlapping adjacent pairs.
+    """
+    if method in ("fastadasp", "merge_avg"):
+        edges = top_k_mask(adjacent_cosine_similarity(keys, audio_mask), k)
+    elif method == "random_merge":
+        edges = top_k_mask(random_scores(audio_edges(audio_mask), seeds or [0] * keys.shape[0]), k)
+    elif method == "atome":
+        edges = non_overlapping_top_k_edges(adjacent_cosine_similarity(keys, audio_mask), k)
+    else:
+        raise ValueError(f"not a merge method: {method!r}")
+    return groups_from_edges(edges)
+
+
+def evict_mask(
+    method: str,
+    scores: torch.Tensor,
+    audio_mask: torch.Tensor,
+    k: torch.Tensor,
+    seeds: list[int] | None = None,
+) -> torch.Tensor:
+    """(B, T) bool: the audio tokens to drop.
+
+    fastv / h2o: the ``k`` audio tokens that received the least attention (``scores``).
+    random_evict: ``k`` audio tokens at random.
+    """
+    if method in ("fastv", "h2o"):
+        return bottom_k_mask(scores, audio_mask, k)
+    if method == "random_evict":
+        return top_k_mask(random_scores(audio_mask, seeds or [0] * audio_mask.shape[0]), k)
+    raise ValueError(f"not an eviction method: {method!r}")
+
+
+def reduce_tokens(
+    method: str,
+    keys: torch.Tensor,
+    scores: torch.Tensor,
+    audio_mask: torch.Tensor,
+    valid_mask: torch.Tensor,
+    k: torch.Tensor,
+    seeds: list[int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One reduction step: ``(dest, weight, out_len)`` for :func:`merge_rows`.
+
+    keys: (B, T, C) this layer's keys; scores: (B, T) attention each token received;
+    audio_mask / valid_mask: (B, T) bool; k: (B,) tokens to remove per row.
+    """
+    B, T = audio_mask.shape
+    if method in ("fastadasp", "merge_avg", "random_merge", "atome"):
+        group = merge_groups(method, keys, audio_mask, k, seeds)
+        keep = valid_mask
+        weight = scores if method in ("fastadasp", "random_merge") else torch.ones_like(scores)
+    else:
+        group = torch.arange(T, device=audio_mask.device).expand(B, T)
+        keep = valid_mask & ~evict_mask(method, scores, audio_mask, k, seeds)
+        weight = torch.ones_like(scores)
+    dest, out_len = assignment_from_groups(group, keep)
+    return dest, weight, out_len

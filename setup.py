@@ -1,0 +1,47 @@
+"""espnet_fastadasp: FastAdaSP token reduction for Speech LMs, as an ESPnet-style toolkit."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version = next(
+    line.split('"')[1] for line in (here / "espnet_fastadasp" / "__init__.py").read_text().splitlines()
+    if line.startswith("__version__")
+)
+
+install_requires = [
+    "torch>=2.4",
+    "transformers>=5.0,<6",
+    "numpy",
+    "pyyaml",
+    "tqdm",
+    "sentencepiece",
+    "kaldiio",
+    "soundfile",
+    "sacrebleu>=2.4",
+    "jiwer>=3.0",
+    "whisper-normalizer",
+    "matplotlib",
+]
+
+extras_require = {
+    "test": ["pytest>=8", "pytest-timeout"],
+    # ESPnet itself is optional: its 202511 release pins setuptools<74 while torch >= 2.13 needs >= 77,
+    # so it is offered as an extra for environments built around the torch ESPnet resolves with.
+    "espnet": ["espnet"],
+}
+
+setup(
+    name="espnet_fastadasp",
+    version=version,
+    description="FastAdaSP: task-adapted token reduction for large Speech Language Models (ESPnet-style toolkit)",
+    long_description=(here / "README.md").read_text() if (here / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["espnet_fastadasp", "espnet_fastadasp.*"]),
+    python_requires=">=3.10",
+    install_requires=install_requires,
+    extras_require=extras_require,
+    entry_points={"console_scripts": ["fastadasp-demo=espnet_fastadasp.bin.demo:main"]},
+    license="Apache-2.0",
+)

@@ -1,0 +1,59 @@
+"""ReductionConfig: validation with clear messages, YAML round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from espnet_fastadasp import ConfigError, ReductionConfig
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = ReductionConfig(method="fastv", schedule="once", start_layer=3, flops_reduction=0.3, seed=5)
+    path = tmp_path / "r.yaml"
+    cfg.save_yaml(path)
+    assert ReductionConfig.load_yaml(path) == cfg
+    assert ReductionConfig.load_yaml(path, start_layer=4).start_layer == 4
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(method="tome", ratio=0.1), "method='tome' is not one of"),
+        (dict(schedule="linear", ratio=0.1), "schedule='linear'"),
+        (dict(ratio=1.0), r"ratio=1.0 must be in \[0, 1\)"),
+        (dict(flops_reduction=-0.1), "flops_reduction=-0.1"),
+        (dict(ratio="0.2"), "must be a number"),
+        (dict(ratio=0.1, flops_reduction=0.2), "exactly one of ratio or flops_reduction"),
+        (dict(), "exactly one of ratio or flops_reduction"),
+        (dict(ratio=0.1, start_layer=-1), "start_layer=-1"),
+        (dict(ratio=0.1, seed=1.5), "seed=1.5"),
+        (dict(ratio=0.1, attention_chunk_size=0), "attention_chunk_size=0"),
+    ],
+)
+def test_bad_values_name_the_field(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        ReductionConfig(**kwargs)
+
+
+def test_none_needs_no_amount():
+    assert ReductionConfig(method="none").is_noop
+
+
+def test_unknown_yaml_key_is_an_error(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("method: fastadasp\nratio: 0.2\nstart_layr: 3\n")
+    with pytest.raises(ConfigError, match=f"{path}.*start_layr"):
+        ReductionConfig.load_yaml(path)
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        ReductionConfig.load_yaml(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        ReductionConfig.load_yaml(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        ReductionConfig.load_yaml(listy)
