@@ -23,6 +23,7 @@ install_requires = [
     "jiwer>=3.0",
     "whisper-normalizer",
     "matplotlib",
+    "scipy",
 ]
 
 extras_require = {
@@ -39,6 +40,7 @@ setup(
     long_description=(here / "README.md").read_text() if (here / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     packages=find_packages(include=["espnet_fastadasp", "espnet_fastadasp.*"]),
+    package_data={"espnet_fastadasp.configs": ["*.json"]},
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require=extras_require,

@@ -7,10 +7,26 @@ handle.stats      # what the last prefill did
 handle.remove()   # the model is the original again
 """
 
+from typing import Any
+
 from .config import METHODS, SCHEDULES, ConfigError, ReductionConfig
-from .models import UnsupportedModelError
-from .patcher import ReductionHandle, apply
-from .stats import PrefillStats, RowStats
+
+# torch/transformers load only when the model side is used, so data tools start fast
+_LAZY = {
+    "apply": "patcher",
+    "ReductionHandle": "patcher",
+    "UnsupportedModelError": "models",
+    "PrefillStats": "stats",
+    "RowStats": "stats",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __version__ = "0.1.0"
 

@@ -57,6 +57,10 @@ class ReductionConfig:
     seed: int = 0
     #: Query rows per chunk when summing the attention each token received (bounds memory).
     attention_chunk_size: int = 1024
+    #: A flops_reduction target an utterance cannot reach (too little audio for its text):
+    #: ``error`` raises; ``max`` uses the most aggressive plan and logs a warning (the stats
+    #: show what was achieved). Never a silent shortfall.
+    unreachable: str = "error"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -68,6 +72,8 @@ class ReductionConfig:
             raise ConfigError(f"start_layer={self.start_layer!r} must be an integer >= 0")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed={self.seed!r} must be an integer")
+        if self.unreachable not in ("error", "max"):
+            raise ConfigError(f"unreachable={self.unreachable!r} must be 'error' or 'max'")
         if not isinstance(self.attention_chunk_size, int) or self.attention_chunk_size < 1:
             raise ConfigError(f"attention_chunk_size={self.attention_chunk_size!r} must be a positive integer")
         for name in ("ratio", "flops_reduction"):
@@ -134,3 +140,39 @@ class ReductionConfig:
             return cls.from_dict(data, **overrides)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
+
+
+def parse_reduction_spec(spec: str, **defaults: Any) -> tuple[str, ReductionConfig]:
+    """A recipe's short name for a setting -> ``(tag, config)``.
+
+    Forms: ``none``; ``METHOD@TARGET`` or ``METHOD_SCHEDULE@TARGET`` (TARGET is a prefill FLOPs
+    reduction, e.g. ``fastadasp_constant@0.3``, ``fastadasp_once@0.5``, ``fastv@0.3``; the
+    schedule defaults to constant); ``METHOD_SCHEDULE%RATIO`` for a fixed per-layer ratio; or a
+    path to a YAML config (the tag is the file's stem). ``defaults`` (e.g. ``start_layer``) fill
+    fields the spec does not set.
+    """
+    spec = spec.strip()
+    if spec.endswith((".yaml", ".yml")):
+        return Path(spec).stem, ReductionConfig.load_yaml(spec, **defaults)
+    if spec == "none":
+        return "none", ReductionConfig(method="none", **{k: v for k, v in defaults.items() if k in ("seed",)})
+    seps = [sep for sep in ("@", "%") if sep in spec]
+    if len(seps) != 1:
+        raise ConfigError(
+            f"reduction spec {spec!r}: want none, METHOD[_SCHEDULE]@TARGET, METHOD[_SCHEDULE]%RATIO or a .yaml"
+        )
+    sep = seps[0]
+    field_name = "flops_reduction" if sep == "@" else "ratio"
+    name, _, amount = spec.partition(sep)
+    method, schedule = name, defaults.pop("schedule", "constant")
+    for sched in SCHEDULES:
+        if name.endswith("_" + sched):
+            method, schedule = name[: -len(sched) - 1], sched
+    if method not in METHODS:
+        raise ConfigError(f"reduction spec {spec!r}: unknown method {method!r} (one of {', '.join(METHODS)})")
+    try:
+        value = float(amount)
+    except ValueError:
+        raise ConfigError(f"reduction spec {spec!r}: {amount!r} is not a number") from None
+    tag = f"{method}_{schedule}{'@' if sep == '@' else '%'}{amount}"
+    return tag, ReductionConfig.from_dict({"method": method, "schedule": schedule, field_name: value, **defaults})

@@ -232,7 +232,10 @@ class ReductionHandle:
                 try:
                     plans.append(solve_ratio(self.dims, cfg.flops_reduction, a, n, r, cfg.schedule, cfg.start_layer))
                 except ConfigError as exc:
-                    raise ConfigError(f"batch row {row}: {exc}") from None
+                    if cfg.unreachable == "error":
+                        raise ConfigError(f"batch row {row}: {exc}") from None
+                    logger.warning("batch row %d: %s; using the most aggressive plan", row, exc)
+                    plans.append(plan_row(a, n, r, cfg.schedule, 0.999999, cfg.start_layer, self.dims.num_layers))
         return plans
 
     def _layer_pre_hook(self, idx: int) -> Callable:

@@ -41,17 +41,26 @@ def char_tokenizer(extra_chars: str = "") -> Any:
     return tok
 
 
+def qwen2_audio_config(
+    vocab_size: int, audio_token_id: int, audio: dict | None = None, text: dict | None = None
+) -> Any:
+    """A ``Qwen2AudioConfig`` with the given encoder (``audio``) and LLM (``text``) fields."""
+    from transformers import Qwen2AudioConfig
+
+    return Qwen2AudioConfig(
+        audio_config=dict(audio or {}),
+        text_config=dict(model_type="qwen2", vocab_size=vocab_size, **(text or {})),
+        audio_token_id=audio_token_id,
+    )
+
+
 def tiny_qwen2_audio_config(vocab_size: int, audio_token_id: int, **text_overrides: Any) -> Any:
     """Qwen2-Audio's layout at toy size: 8 decoder layers with GQA (4 query, 2 KV heads).
 
     The audio encoder takes 2 s windows (max_source_positions=100 -> 200 mel frames ->
     50 audio tokens, 25 per second as in the real model).
     """
-    from transformers import Qwen2AudioConfig
-
     text = dict(
-        model_type="qwen2",
-        vocab_size=vocab_size,
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=8,
@@ -62,24 +71,24 @@ def tiny_qwen2_audio_config(vocab_size: int, audio_token_id: int, **text_overrid
         tie_word_embeddings=False,
     )
     text.update(text_overrides)
-    return Qwen2AudioConfig(
-        audio_config=dict(
-            d_model=32,
-            encoder_layers=2,
-            encoder_attention_heads=2,
-            encoder_ffn_dim=64,
-            num_mel_bins=16,
-            max_source_positions=100,
-        ),
-        text_config=text,
-        audio_token_id=audio_token_id,
+    audio = dict(
+        d_model=32,
+        encoder_layers=2,
+        encoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        num_mel_bins=16,
+        max_source_positions=100,
     )
+    return qwen2_audio_config(vocab_size, audio_token_id, audio, text)
 
 
-def tiny_processor() -> Any:
+def tiny_processor(n_mels: int = 16, window_seconds: int = 2) -> Any:
+    """A Qwen2-Audio processor: Whisper features (``n_mels``, ``window_seconds`` windows) + char tokenizer."""
     from transformers import Qwen2AudioProcessor, WhisperFeatureExtractor
 
-    fe = WhisperFeatureExtractor(feature_size=16, sampling_rate=16000, hop_length=160, chunk_length=2, n_fft=400)
+    fe = WhisperFeatureExtractor(
+        feature_size=n_mels, sampling_rate=16000, hop_length=160, chunk_length=window_seconds, n_fft=400
+    )
     return Qwen2AudioProcessor(feature_extractor=fe, tokenizer=char_tokenizer())
 
 

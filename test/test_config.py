@@ -57,3 +57,52 @@ def test_missing_and_corrupt_files(tmp_path):
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         ReductionConfig.load_yaml(listy)
+
+
+@pytest.mark.parametrize(
+    "spec,tag,fields",
+    [
+        ("none", "none", dict(method="none")),
+        (
+            "fastadasp_constant@0.3",
+            "fastadasp_constant@0.3",
+            dict(method="fastadasp", schedule="constant", flops_reduction=0.3),
+        ),
+        ("fastadasp_once@0.5", "fastadasp_once@0.5", dict(method="fastadasp", schedule="once", flops_reduction=0.5)),
+        ("fastv@0.2", "fastv_constant@0.2", dict(method="fastv", schedule="constant", flops_reduction=0.2)),
+        ("random_evict_decay%0.1", "random_evict_decay%0.1", dict(method="random_evict", schedule="decay", ratio=0.1)),
+    ],
+)
+def test_reduction_specs(spec, tag, fields):
+    from espnet_fastadasp.config import parse_reduction_spec
+
+    got_tag, cfg = parse_reduction_spec(spec, start_layer=3)
+    assert got_tag == tag
+    for k, v in fields.items():
+        assert getattr(cfg, k) == v
+    if cfg.method != "none":
+        assert cfg.start_layer == 3
+
+
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ("tome@0.3", "unknown method 'tome'"),
+        ("fastv@x", "'x' is not a number"),
+        ("fastv", "want none"),
+        ("fastv@1.5", r"must be in \[0, 1\)"),
+    ],
+)
+def test_bad_reduction_specs(spec, match):
+    from espnet_fastadasp.config import parse_reduction_spec
+
+    with pytest.raises(ConfigError, match=match):
+        parse_reduction_spec(spec)
+
+
+def test_yaml_spec(tmp_path):
+    from espnet_fastadasp.config import parse_reduction_spec
+
+    path = tmp_path / "mine.yaml"
+    ReductionConfig(method="h2o", ratio=0.2).save_yaml(path)
+    assert parse_reduction_spec(str(path)) == ("mine", ReductionConfig(method="h2o", ratio=0.2))

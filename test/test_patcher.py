@@ -182,6 +182,15 @@ def test_unreachable_target_is_a_clear_error(model, processor):
             generate(model, inputs)
 
 
+def test_unreachable_target_can_fall_back_to_the_maximum(model, processor, caplog):
+    inputs = make_inputs(processor, [1.0])
+    cfg = fa.ReductionConfig(method="fastadasp", schedule="once", start_layer=7, flops_reduction=0.5, unreachable="max")
+    with fa.apply(model, cfg) as handle:
+        generate(model, inputs)
+    assert "unreachable" in caplog.text
+    assert 0 < handle.stats.flops_reduction < 0.5
+
+
 def test_start_layer_beyond_the_model_is_rejected(model):
     with pytest.raises(fa.ConfigError, match="start_layer=8"):
         fa.apply(model, fa.ReductionConfig(method="fastadasp", ratio=0.2, start_layer=8))

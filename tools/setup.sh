@@ -50,6 +50,7 @@ echo "== installing espnet_fastadasp${extras} (editable)"
 "${pip[@]}" install -e "${root}${extras}"
 
 if ${with_test}; then
-    bash "${tools_dir}/installers/install_debian.sh" test
+    # Debian packages: the shell linter and sox, Slurm for the real Slurm tests, espeak-ng for synthetic data
+    bash "${tools_dir}/installers/install_debian.sh" test slurm data
 fi
 "${python}" "${tools_dir}/check_install.py"

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Decode Speech LM test sets under token-reduction settings, score them, report the trade-off.
+# The stages, as in ESPnet's egs2 task scripts:
+#   1. data prep    local/data.sh -> data/<set>/{wav.scp,text,utt2spk,prompt[,segments]}
+#   2. data check   every utterance has audio, a reference and a prompt
+#   3. decode       one decode dir per (reduction setting, test set), split into nj jobs
+#   4. score        WER/CER (asr), BLEU (st), accuracy/UAR (cls)
+#   5. report       RESULTS.md and a plot of metric vs achieved FLOPs reduction
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
+}
+min() { if [ "$1" -lt "$2" ]; then echo "$1"; else echo "$2"; fi; }
+
+# General options
+stage=1
+stop_stage=10000
+nj=4                  # decoding jobs per (setting, test set)
+gpu_inference=false   # run decoding on GPUs (uses cuda_cmd, one GPU per job)
+python=python3
+expdir=exp
+# Task
+task=asr              # asr, st or cls: how the output is scored
+test_sets=            # names of the data dirs under data/
+local_data_opts=      # passed to local/data.sh
+# Model and decoding
+model_name_or_path=   # hub id or local checkpoint dir (from_pretrained)
+model_tag=            # name of the exp subdir (default: from model_name_or_path)
+decode_config=conf/decode.yaml
+inference_args=       # more options for espnet_fastadasp.bin.inference
+# Reduction settings: none, METHOD[_SCHEDULE]@FLOPS_TARGET, METHOD[_SCHEDULE]%RATIO or a .yaml
+reductions="none fastadasp_constant@0.3"
+start_layer=2         # first reducing layer of the dense settings
+sparse_layer=         # layer of the *_once settings (default: start_layer; see select_layer)
+# Scoring and report
+score_opts=
+results=RESULTS.md
+
+# shellcheck disable=SC2034  # read by utils/parse_options.sh
+help_message=$(cat << EOF
+Usage: $0 --task <asr|st|cls> --test_sets "<sets>" --model_name_or_path <model> [options]
+
+Options:
+    --stage, --stop_stage   # stages to run (1 data, 2 check, 3 decode, 4 score, 5 report) (${stage}, ${stop_stage})
+    --nj                    # decoding jobs per setting and test set (${nj})
+    --gpu_inference         # decode on GPUs (${gpu_inference})
+    --task                  # asr, st or cls (${task})
+    --test_sets             # data dirs to decode (${test_sets})
+    --local_data_opts       # options for local/data.sh (${local_data_opts})
+    --model_name_or_path    # hub id or checkpoint dir (${model_name_or_path})
+    --model_tag             # exp subdir name (${model_tag})
+    --decode_config         # YAML of inference options (${decode_config})
+    --inference_args        # extra inference options (${inference_args})
+    --reductions            # reduction settings, space separated (${reductions})
+    --start_layer           # first reducing layer, dense settings (${start_layer})
+    --sparse_layer          # layer of *_once settings (${sparse_layer})
+    --score_opts            # extra scoring options (${score_opts})
+    --results               # report file (${results})
+Backends: cmd.sh (cmd_backend=local|slurm). Finished decodes are skipped on a rerun.
+EOF
+)
+
+log "$0 $*"
+run_args=$(printf '%q ' "$@")
+# shellcheck disable=SC1091
+. utils/parse_options.sh
+# shellcheck disable=SC1091
+. ./path.sh
+# shellcheck disable=SC1091
+. ./cmd.sh
+
+trap 'log "failed (stage ${current_stage:-?}); fix the cause and resume with: $0 ${run_args}--stage ${current_stage:-1}"' ERR
+
+[ -n "${test_sets}" ] || { log "--test_sets is required"; exit 2; }
+case "${task}" in asr|st|cls) ;; *) log "--task must be asr, st or cls (got '${task}')"; exit 2 ;; esac
+if [ -z "${model_tag}" ] && [ -n "${model_name_or_path}" ]; then
+    model_tag=$(basename "${model_name_or_path%/}")
+fi
+model_dir=${expdir}/${model_tag:-model}
+# shellcheck disable=SC2154  # cuda_cmd and decode_cmd come from cmd.sh
+if "${gpu_inference}"; then
+    _cmd=${cuda_cmd}
+    ngpu=1
+else
+    _cmd=${decode_cmd}
+    ngpu=0
+fi
+
+current_stage=1
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+    log "Stage 1: data preparation (local/data.sh ${local_data_opts})"
+    # shellcheck disable=SC2086
+    local/data.sh ${local_data_opts}
+fi
+
+current_stage=2
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+    log "Stage 2: checking data dirs: ${test_sets}"
+    for dset in ${test_sets}; do
+        ${python} -m espnet_fastadasp.bin.validate_data_dir "data/${dset}"
+    done
+fi
+
+current_stage=3
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+    [ -n "${model_name_or_path}" ] || { log "--model_name_or_path is required for decoding"; exit 2; }
+    for spec in ${reductions}; do
+        spec_yaml=$(mktemp)
+        tag=$(${python} -m espnet_fastadasp.bin.reduction_spec "${spec}" --output "${spec_yaml}" \
+              --start_layer "${start_layer}" ${sparse_layer:+--sparse_layer "${sparse_layer}"})
+        for dset in ${test_sets}; do
+            dir=${model_dir}/decode_${tag}/${dset}
+            if [ -f "${dir}/.done" ]; then
+                log "Stage 3: ${dir} is done, skipping"
+                continue
+            fi
+            log "Stage 3: decoding ${dset} with ${spec} -> ${dir}"
+            logdir=${dir}/logdir
+            mkdir -p "${logdir}"
+            cp "${spec_yaml}" "${dir}/reduction.yaml"
+            key_file=data/${dset}/wav.scp
+            [ -f "data/${dset}/segments" ] && key_file=data/${dset}/segments
+            _nj=$(min "${nj}" "$(wc -l < "${key_file}")")
+            split_scps=()
+            for n in $(seq "${_nj}"); do
+                split_scps+=("${logdir}/keys.${n}.scp")
+            done
+            split_scp.py "${key_file}" "${split_scps[@]}"
+            # shellcheck disable=SC2086
+            ${_cmd} --gpu "${ngpu}" JOB=1:"${_nj}" "${logdir}"/decode.JOB.log \
+                ${python} -m espnet_fastadasp.bin.inference \
+                    --config "${decode_config}" \
+                    --ngpu "${ngpu}" \
+                    --data_path_and_name_and_type "data/${dset}/wav.scp,speech,sound" \
+                    --data_path_and_name_and_type "data/${dset}/prompt,prompt,text" \
+                    --key_file "${logdir}"/keys.JOB.scp \
+                    --model_name_or_path "${model_name_or_path}" \
+                    --reduction_config "${dir}/reduction.yaml" \
+                    --output_dir "${logdir}"/output.JOB \
+                    ${inference_args}
+            mkdir -p "${dir}/1best_recog"
+            for f in text cost; do
+                for n in $(seq "${_nj}"); do
+                    cat "${logdir}/output.${n}/1best_recog/${f}"
+                done | sort -k1,1 > "${dir}/1best_recog/${f}"
+            done
+            touch "${dir}/.done"
+        done
+        rm -f "${spec_yaml}"
+    done
+fi
+
+current_stage=4
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+    for dir in "${model_dir}"/decode_*/*/; do
+        dir=${dir%/}
+        dset=$(basename "${dir}")
+        [ -f "${dir}/.done" ] || continue
+        case " ${test_sets} " in *" ${dset} "*) ;; *) continue ;; esac
+        log "Stage 4: scoring ${dir}"
+        # shellcheck disable=SC2086
+        ${python} -m espnet_fastadasp.bin.score --task "${task}" --ref "data/${dset}/text" \
+            --hyp "${dir}/1best_recog/text" --output_dir "${dir}/score" ${score_opts}
+    done
+fi
+
+current_stage=5
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+    log "Stage 5: report -> ${results}"
+    ${python} -m espnet_fastadasp.bin.report --exp_dir "${model_dir}" --task "${task}" \
+        --test_sets "${test_sets}" --output "${results}" --plot "${model_dir}/tradeoff.png" \
+        --model "${model_name_or_path}"
+fi
+
+log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -1,0 +1,435 @@
+"""Decode a data dir with a Speech LM, applying a token reduction (ESPnet ``*_inference.py`` style).
+
+    python -m espnet_fastadasp.bin.inference \\
+        --data_path_and_name_and_type data/test/wav.scp,speech,sound \\
+        --data_path_and_name_and_type data/test/prompt,prompt,text \\
+        --key_file exp/decode/logdir/keys.1.scp --output_dir exp/decode/logdir/output.1 \\
+        --model_name_or_path Qwen/Qwen2-Audio-7B-Instruct --reduction_config reduction.yaml
+
+Writes, as ``key value`` lines flushed after every batch:
+
+* ``output_dir/1best_recog/text``: the decoded text (newlines folded into spaces);
+* ``output_dir/1best_recog/cost``: one JSON object per utterance: audio seconds, clips, audio
+  tokens in, audio tokens after the last layer, prompt tokens, analytic prefill FLOPs without
+  and with reduction, achieved reduction, KV reduction, prefill / decode seconds (for the batch
+  the utterance was in) and new tokens.
+
+A rerun skips the keys already in ``text`` (a killed job loses at most the batch in flight).
+Audio longer than the model's encoder window is split into consecutive windows, each becoming
+one audio placeholder of the prompt, in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from espnet_fastadasp.config import ReductionConfig
+from espnet_fastadasp.data import AudioReader, DataError, batched, read_key_value, read_keys, split_windows
+from espnet_fastadasp.hf_fixes import BeamClipOrderFix
+
+logger = logging.getLogger("espnet_fastadasp.inference")
+
+AUDIO_PLACEHOLDER = "{audio}"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Inputs:
+    """Where the data comes from: the reader for each name of --data_path_and_name_and_type."""
+
+    audio: AudioReader
+    prompts: dict[str, str] | None
+
+
+def resolve_inputs(data_path_and_name_and_type: Sequence[str], sampling_rate: int, max_audio_seconds: float) -> Inputs:
+    """Parse ``path,name,type`` triples: a ``sound`` (wav.scp), optional ``segments``, ``text`` prompts."""
+    sound, segments, prompts = None, None, None
+    for triple in data_path_and_name_and_type:
+        parts = triple.split(",")
+        if len(parts) != 3:
+            raise DataError(f"--data_path_and_name_and_type {triple!r}: want path,name,type")
+        path, name, kind = parts
+        if kind in ("sound", "kaldi_ark", "pipe"):
+            sound = path
+        elif kind == "segments":
+            segments = path
+        elif kind == "text" and name == "prompt":
+            prompts = read_key_value(path, allow_empty_value=False)
+        else:
+            raise DataError(f"--data_path_and_name_and_type {triple!r}: unknown name/type {name}/{kind}")
+    if sound is None:
+        raise DataError("--data_path_and_name_and_type needs a wav.scp entry of type sound")
+    if segments is None and (Path(sound).parent / "segments").is_file():
+        segments = str(Path(sound).parent / "segments")
+    reader = AudioReader(sound, segments, sampling_rate=sampling_rate, max_seconds=max_audio_seconds)
+    return Inputs(reader, prompts)
+
+
+class ResumableWriter:
+    """Append ``key value`` lines to several files of one dir, flushed per batch; knows what is done."""
+
+    def __init__(self, directory: Path, names: Sequence[str]) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.paths = {n: directory / n for n in names}
+        self.done = self._recover()
+        self.files = {n: p.open("a", encoding="utf-8") for n, p in self.paths.items()}
+
+    def _recover(self) -> set[str]:
+        """Keys finished by an earlier run: those in the first file, whose line is complete."""
+        first = next(iter(self.paths.values()))
+        if not first.exists():
+            for p in self.paths.values():
+                p.unlink(missing_ok=True)
+            return set()
+        for p in self.paths.values():
+            # drop a torn last line (a job killed mid-write)
+            if p.exists():
+                raw = p.read_text(encoding="utf-8")
+                if raw and not raw.endswith("\n"):
+                    p.write_text(raw[: raw.rfind("\n") + 1], encoding="utf-8")
+        done = {line.split(" ", 1)[0] for line in first.read_text(encoding="utf-8").splitlines() if line.strip()}
+        # keep the other files consistent with the first
+        for p in list(self.paths.values())[1:]:
+            if p.exists():
+                lines = [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.split(" ", 1)[0] in done]
+                p.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+        return done
+
+    def write(self, rows: dict[str, list[tuple[str, str]]]) -> None:
+        # the first file marks completion, so it is written last
+        for name in list(self.paths)[1:] + [next(iter(self.paths))]:
+            for key, value in rows[name]:
+                self.files[name].write(f"{key} {value}\n")
+            self.files[name].flush()
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+
+
+class GenerationTimer:
+    """Times the prefill (first forward of a generate call) and the decoding steps, via hooks."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.calls: list[float] = []
+        self._t0 = 0.0
+        self._hooks = [
+            model.register_forward_pre_hook(self._start),
+            model.register_forward_hook(self._stop),
+        ]
+
+    def _sync(self) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    def _start(self, *_: Any) -> None:
+        self._sync()
+        self._t0 = time.perf_counter()
+
+    def _stop(self, *_: Any) -> None:
+        self._sync()
+        self.calls.append(time.perf_counter() - self._t0)
+
+    def reset(self) -> None:
+        self.calls = []
+
+    @property
+    def prefill_seconds(self) -> float:
+        return self.calls[0] if self.calls else 0.0
+
+    @property
+    def decode_seconds(self) -> float:
+        return sum(self.calls[1:])
+
+    def remove(self) -> None:
+        for h in self._hooks:
+            h.remove()
+
+
+def load_model(model_name_or_path: str, dtype: str, device: str, attn_implementation: str | None) -> tuple[Any, Any]:
+    """Model and processor through the normal ``from_pretrained`` path (hub id or local dir)."""
+    from transformers import AutoConfig, AutoProcessor
+
+    from espnet_fastadasp.models import UnsupportedModelError, audio_token_id_of
+
+    config = AutoConfig.from_pretrained(model_name_or_path)
+    model_cls = _generation_class(config)
+    kwargs: dict[str, Any] = {"dtype": DTYPES[dtype]}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    model = model_cls.from_pretrained(model_name_or_path, **kwargs).to(device).eval()
+    try:
+        audio_token_id_of(model)
+    except UnsupportedModelError as exc:
+        raise UnsupportedModelError(f"{model_name_or_path}: {exc}") from None
+    processor = AutoProcessor.from_pretrained(model_name_or_path)
+    if not hasattr(processor, "feature_extractor"):
+        raise UnsupportedModelError(f"{model_name_or_path}: its processor has no audio feature extractor")
+    processor.tokenizer.padding_side = "left"
+    return model, processor
+
+
+def _generation_class(config: Any) -> Any:
+    """The model class for an audio-text-to-text checkpoint, from the config's architecture name."""
+    import transformers
+
+    for name in getattr(config, "architectures", None) or []:
+        cls = getattr(transformers, name, None)
+        if cls is not None and hasattr(cls, "generate"):
+            return cls
+    raise ValueError(f"cannot find a generation class for architectures={getattr(config, 'architectures', None)}")
+
+
+def build_prompt(template: str, processor: Any, n_clips: int) -> str:
+    """Put ``n_clips`` audio placeholders (bos, audio, eos each) where ``{audio}`` stands.
+
+    Prompt files are one line per utterance, so a literal ``\\n`` in the template becomes a
+    line break (chat templates need them).
+    """
+    bos = getattr(processor, "audio_bos_token", "<|audio_bos|>")
+    tok = getattr(processor, "audio_token", "<|AUDIO|>")
+    eos = getattr(processor, "audio_eos_token", "<|audio_eos|>")
+    if AUDIO_PLACEHOLDER not in template:
+        raise DataError(f"prompt {template!r} has no {AUDIO_PLACEHOLDER} placeholder for the audio")
+    return template.replace("\\n", "\n").replace(AUDIO_PLACEHOLDER, f"{bos}{tok}{eos}" * n_clips)
+
+
+def window_samples(processor: Any) -> int:
+    fe = processor.feature_extractor
+    return int(getattr(fe, "n_samples", 0) or fe.chunk_length * fe.sampling_rate)
+
+
+def inference(
+    output_dir: str,
+    data_path_and_name_and_type: Sequence[str],
+    model_name_or_path: str,
+    key_file: str | None = None,
+    reduction_config: str | None = None,
+    reduction: Sequence[str] = (),
+    prompt: str | None = None,
+    batch_size: int = 1,
+    beam_size: int = 1,
+    max_new_tokens: int = 128,
+    ngpu: int = 0,
+    dtype: str = "float32",
+    attn_implementation: str | None = None,
+    max_audio_seconds: float = 1800.0,
+    seed: int = 0,
+) -> dict[str, int]:
+    """Decode every key (or those of ``key_file``) not yet in ``output_dir``; returns counts."""
+    import espnet_fastadasp as fa
+
+    if batch_size < 1 or beam_size < 1 or max_new_tokens < 1:
+        raise ValueError("batch_size, beam_size and max_new_tokens must be >= 1")
+    torch.manual_seed(seed)
+    device = "cuda" if ngpu > 0 else "cpu"
+    if ngpu > 0 and not torch.cuda.is_available():
+        raise RuntimeError("--ngpu > 0 but no CUDA device is visible")
+    overrides = dict(_parse_override(o) for o in reduction)
+    cfg = (
+        ReductionConfig.load_yaml(reduction_config, **overrides)
+        if reduction_config
+        else ReductionConfig.from_dict({"method": "none", **overrides})
+    )
+
+    model, processor = load_model(model_name_or_path, dtype, device, attn_implementation)
+    rate = processor.feature_extractor.sampling_rate
+    inputs = resolve_inputs(data_path_and_name_and_type, rate, max_audio_seconds)
+    keys = read_keys(key_file) if key_file else inputs.audio.keys()
+    unknown = [k for k in keys if k not in inputs.audio]
+    if unknown:
+        raise DataError(f"{len(unknown)} key(s) of {key_file} are not in the data: {', '.join(unknown[:5])}")
+    if inputs.prompts is not None:
+        missing = [k for k in keys if k not in inputs.prompts]
+        if missing:
+            raise DataError(f"{len(missing)} utterance(s) have no prompt: {', '.join(missing[:5])}")
+    elif prompt is None:
+        raise DataError("no prompt: give --prompt or a prompt file in --data_path_and_name_and_type")
+
+    out = ResumableWriter(Path(output_dir) / "1best_recog", ["text", "cost"])
+    todo = [k for k in keys if k not in out.done]
+    logger.info(
+        "%d utterances, %d already done, %d to decode; reduction: %s",
+        len(keys),
+        len(out.done),
+        len(todo),
+        cfg.to_dict(),
+    )
+    (Path(output_dir) / "reduction.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    handle = fa.apply(model, cfg)
+    clip_fix = BeamClipOrderFix(model)  # transformers scrambles multi-clip prompts under beam search
+    timer = GenerationTimer(model)
+    window = window_samples(processor)
+    try:
+        with tqdm(total=len(todo), desc="decode", unit="utt", file=sys.stderr, disable=None) as bar:
+            for batch in batched(todo, batch_size):
+                rows = _decode_batch(
+                    batch,
+                    inputs,
+                    prompt,
+                    processor,
+                    model,
+                    handle,
+                    timer,
+                    window,
+                    rate,
+                    dict(num_beams=beam_size, max_new_tokens=max_new_tokens, do_sample=False),
+                )
+                out.write(rows)
+                bar.update(len(batch))
+    finally:
+        timer.remove()
+        clip_fix.remove()
+        handle.remove()
+        out.close()
+    return {"total": len(keys), "skipped": len(keys) - len(todo), "decoded": len(todo)}
+
+
+def _decode_batch(
+    batch: list[str],
+    inputs: Inputs,
+    prompt: str | None,
+    processor: Any,
+    model: Any,
+    handle: Any,
+    timer: GenerationTimer,
+    window: int,
+    rate: int,
+    gen: dict[str, Any],
+) -> dict[str, list[tuple[str, str]]]:
+    texts, audios, clips_per_utt, seconds = [], [], [], []
+    for key in batch:
+        wave = inputs.audio(key)
+        clips = split_windows(wave, window)
+        template = inputs.prompts[key] if inputs.prompts is not None else prompt
+        texts.append(build_prompt(template, processor, len(clips)))
+        audios.extend(clips)
+        clips_per_utt.append(len(clips))
+        seconds.append(len(wave) / rate)
+    enc = processor(text=texts, audio=audios, return_tensors="pt", padding=True, sampling_rate=rate)
+    enc = {k: v.to(model.device) for k, v in enc.items()}
+    if "input_features" in enc:
+        enc["input_features"] = enc["input_features"].to(model.dtype)
+    timer.reset()
+    with torch.no_grad():
+        generated = model.generate(**enc, **gen)
+    new = generated[:, enc["input_ids"].shape[1] :]
+    decoded = processor.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    pad = processor.tokenizer.pad_token_id
+    beams = gen["num_beams"]
+    rows: dict[str, list[tuple[str, str]]] = {"text": [], "cost": []}
+    for i, key in enumerate(batch):
+        text = " ".join(decoded[i].split())
+        stats = handle.stats.rows[i * beams] if handle.stats is not None else None
+        cost = {
+            "seconds": round(seconds[i], 3),
+            "clips": clips_per_utt[i],
+            "new_tokens": int((new[i] != pad).sum()) if pad is not None else int(new.shape[1]),
+            "prefill_s": round(timer.prefill_seconds, 5),
+            "decode_s": round(timer.decode_seconds, 5),
+            "batch_size": len(batch),
+        }
+        if stats is not None:
+            cost.update(
+                audio_tokens=stats.audio_tokens[0],
+                audio_tokens_out=stats.audio_tokens_out,
+                prompt_tokens=stats.total_tokens[0],
+                flops_full=stats.flops_full,
+                flops_reduced=stats.flops_reduced,
+                flops_reduction=round(stats.flops_reduction, 5),
+                kv_reduction=round(stats.kv_reduction, 5),
+            )
+        rows["text"].append((key, text))
+        rows["cost"].append((key, json.dumps(cost, sort_keys=True)))
+    return rows
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"--reduction {text!r}: want key=value")
+    return key.strip(), yaml.safe_load(value)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Decode with a Speech LM under FastAdaSP token reduction",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--config", type=str, default=None, help="YAML with defaults for any option below")
+    parser.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument(
+        "--data_path_and_name_and_type",
+        action="append",
+        default=[],
+        required=False,
+        help="path,name,type: wav.scp,speech,sound | segments,segments,segments | prompt,prompt,text",
+    )
+    parser.add_argument("--key_file", default=None, help="decode only these keys (first column)")
+    parser.add_argument("--model_name_or_path", required=False, default=None, help="hub id or local checkpoint dir")
+    parser.add_argument("--reduction_config", default=None, help="ReductionConfig YAML (default: no reduction)")
+    parser.add_argument(
+        "--reduction",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a reduction config field, e.g. --reduction flops_reduction=0.3",
+    )
+    parser.add_argument("--prompt", default=None, help="prompt template with {audio}, when there is no prompt file")
+    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--beam_size", type=int, default=1)
+    parser.add_argument("--max_new_tokens", type=int, default=128)
+    parser.add_argument("--ngpu", type=int, default=0)
+    parser.add_argument("--dtype", default="float32", choices=tuple(DTYPES))
+    parser.add_argument("--attn_implementation", default=None, choices=("sdpa", "eager"))
+    parser.add_argument("--max_audio_seconds", type=float, default=1800.0)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, cmd: Sequence[str] | None) -> argparse.Namespace:
+    """Arguments, with ``--config`` YAML values as defaults (unknown keys are an error)."""
+    pre, _ = parser.parse_known_args(cmd)
+    if pre.config:
+        data = yaml.safe_load(Path(pre.config).read_text()) or {}
+        known = {a.dest for a in parser._actions}
+        bad = sorted(set(data) - known)
+        if bad:
+            parser.error(f"{pre.config}: unknown option(s) {', '.join(bad)}")
+        parser.set_defaults(**data)
+    args = parser.parse_args(cmd)
+    for name in ("model_name_or_path",):
+        if not getattr(args, name):
+            parser.error(f"--{name} is required (on the command line or in --config)")
+    if not args.data_path_and_name_and_type:
+        parser.error("--data_path_and_name_and_type is required")
+    return args
+
+
+def main(cmd: Sequence[str] | None = None) -> None:
+    parser = get_parser()
+    args = parse_args(parser, cmd)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    kwargs = vars(args)
+    kwargs.pop("config")
+    kwargs.pop("log_level")
+    counts = inference(**kwargs)
+    logger.info("done: %s", counts)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""Collect the scores and costs of a recipe's decode dirs into RESULTS.md and a trade-off plot.
+
+    python -m espnet_fastadasp.bin.report --exp_dir exp/Qwen2-Audio-7B-Instruct --task asr \\
+        --test_sets "test_clean test_other" --output RESULTS.md --plot exp/.../tradeoff.png
+
+Reads ``<exp_dir>/decode_<setting>/<test_set>/score/score.json`` (from ``bin/score.py``) and the
+per-utterance ``1best_recog/cost`` lines (from ``bin/inference.py``). The achieved FLOPs
+reduction of a setting is counted over the whole test set, ``1 - sum(reduced) / sum(full)``,
+from the real per-layer token counts; the KV reduction is the mean over utterances.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger("espnet_fastadasp.report")
+
+MAIN_METRIC = {"asr": "wer", "st": "bleu", "cls": "accuracy"}
+COLUMNS = {"asr": ("wer", "cer"), "st": ("bleu", "bleu_lc"), "cls": ("accuracy", "uar")}
+LOWER_IS_BETTER = {"wer", "cer"}
+
+
+@dataclass
+class Cell:
+    metrics: dict[str, float]
+    flops_reduction: float | None
+    kv_reduction: float | None
+    num_utts: int
+
+
+@dataclass
+class Row:
+    tag: str
+    family: str
+    amount: float
+    cells: dict[str, Cell] = field(default_factory=dict)
+
+
+def split_tag(tag: str) -> tuple[str, float]:
+    """``fastadasp_constant@0.3`` -> (``fastadasp_constant``, 0.3); ``none`` -> (``none``, 0)."""
+    for sep in ("@", "%"):
+        if sep in tag:
+            family, _, amount = tag.partition(sep)
+            try:
+                return family + ("" if sep == "@" else "%"), float(amount)
+            except ValueError:
+                break
+    return tag, 0.0
+
+
+def read_cost(path: Path) -> tuple[float | None, float | None]:
+    full = reduced = 0
+    kv = []
+    if not path.is_file():
+        return None, None
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        cost = json.loads(line.split(" ", 1)[1])
+        if "flops_full" in cost:
+            full += cost["flops_full"]
+            reduced += cost["flops_reduced"]
+            kv.append(cost.get("kv_reduction", 0.0))
+    if not full:
+        return None, None
+    return 1 - reduced / full, sum(kv) / len(kv)
+
+
+def collect(exp_dir: Path, test_sets: Sequence[str]) -> list[Row]:
+    rows: dict[str, Row] = {}
+    for decode_dir in sorted(exp_dir.glob("decode_*")):
+        tag = decode_dir.name[len("decode_") :]
+        for dset in test_sets:
+            score = decode_dir / dset / "score" / "score.json"
+            if not score.is_file():
+                continue
+            data = json.loads(score.read_text())
+            flops, kv = read_cost(decode_dir / dset / "1best_recog" / "cost")
+            family, amount = split_tag(tag)
+            row = rows.setdefault(tag, Row(tag, family, amount))
+            row.cells[dset] = Cell(data["metrics"], flops, kv, data.get("num_utts", 0))
+    return sorted(rows.values(), key=lambda r: (r.family != "none", r.family, r.amount))
+
+
+def environment(model: str | None) -> list[str]:
+    import torch
+    import transformers
+
+    import espnet_fastadasp
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or 'cpu'})"
+    return [
+        f"- date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}",
+        f"- espnet_fastadasp {espnet_fastadasp.__version__}, python {platform.python_version()}, "
+        f"torch {torch.__version__}, transformers {transformers.__version__}",
+        f"- device: {device}; host: {platform.node()}",
+        f"- model: {model or 'n/a'}",
+    ]
+
+
+def _fmt(value: float | None, pct: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}" if pct else f"{value:.2f}"
+
+
+def markdown(rows: list[Row], task: str, test_sets: Sequence[str], model: str | None, title: str) -> str:
+    cols = COLUMNS[task]
+    lines = [f"# {title}", "", "## Environment", *environment(model), ""]
+    lines += [
+        "Rows: reduction settings (`METHOD_SCHEDULE@TARGET`: prefill FLOPs reduction target). "
+        "FLOPs red. %: achieved prefill FLOPs reduction of the LLM decoder counted from the real per-layer "
+        "token counts over the test set; KV red. %: mean reduction of KV-cache entries.",
+        "",
+    ]
+    for dset in test_sets:
+        lines += [f"## {dset}", ""]
+        header = ["setting", *cols, "FLOPs red. %", "KV red. %", "utts"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in rows:
+            cell = row.cells.get(dset)
+            if cell is None:
+                continue
+            vals = [_fmt(cell.metrics.get(c)) for c in cols]
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        row.tag,
+                        *vals,
+                        _fmt(cell.flops_reduction, True),
+                        _fmt(cell.kv_reduction, True),
+                        str(cell.num_utts),
+                    ]
+                )
+                + " |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(rows: list[Row], task: str, test_sets: Sequence[str], path: Path) -> None:
+    """Main metric vs achieved FLOPs reduction, one line per method (the baseline dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = MAIN_METRIC[task]
+    fig, axes = plt.subplots(1, len(test_sets), figsize=(5.5 * len(test_sets), 4), squeeze=False)
+    for ax, dset in zip(axes[0], test_sets):
+        families: dict[str, list[tuple[float, float]]] = {}
+        for row in rows:
+            cell = row.cells.get(dset)
+            if cell is None or metric not in cell.metrics:
+                continue
+            if row.family == "none":
+                ax.axhline(cell.metrics[metric], color="gray", linestyle="--", label="no reduction")
+                continue
+            x = 100 * (cell.flops_reduction if cell.flops_reduction is not None else row.amount)
+            families.setdefault(row.family, []).append((x, cell.metrics[metric]))
+        for family, points in sorted(families.items()):
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=family)
+        ax.set_xlim(left=0)
+        ax.set_xlabel("achieved prefill FLOPs reduction (%)")
+        ax.set_ylabel(metric.upper() + (" (lower is better)" if metric in LOWER_IS_BETTER else ""))
+        ax.set_title(dset)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp_dir", required=True)
+    parser.add_argument("--task", required=True, choices=tuple(MAIN_METRIC))
+    parser.add_argument("--test_sets", required=True, help="space separated")
+    parser.add_argument("--output", default="RESULTS.md")
+    parser.add_argument("--plot", default=None, help="PNG path (default: <exp_dir>/tradeoff.png)")
+    parser.add_argument("--model", default=None, help="model name for the header")
+    parser.add_argument("--title", default=None)
+    return parser
+
+
+def main(cmd: Sequence[str] | None = None) -> None:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s: %(message)s")
+    exp_dir = Path(args.exp_dir)
+    test_sets = args.test_sets.split()
+    rows = collect(exp_dir, test_sets)
+    if not rows:
+        raise SystemExit(f"report: no scored decode dirs under {exp_dir} for {test_sets}")
+    plot_path = Path(args.plot) if args.plot else exp_dir / "tradeoff.png"
+    title = args.title or f"Results: {exp_dir.name} ({args.task})"
+    text = markdown(rows, args.task, test_sets, args.model, title)
+    text += f"\n![trade-off]({plot_path})\n"
+    Path(args.output).write_text(text)
+    plot(rows, args.task, test_sets, plot_path)
+    logger.info("wrote %s and %s (%d settings)", args.output, plot_path, len(rows))
+
+
+if __name__ == "__main__":
+    main()

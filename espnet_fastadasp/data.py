@@ -1,0 +1,204 @@
+"""Kaldi-style data directories: reading ``key value`` files and loading audio safely.
+
+A data dir holds ``wav.scp`` (``utt path``, ``utt cmd |`` pipe, or ``utt ark:offset``; with a
+``segments`` file the keys of wav.scp are recordings), ``text``, ``utt2spk`` and, for us, a
+``prompt`` file with the task prompt of every utterance. Everything that can go wrong with an
+utterance raises :class:`AudioError` naming the utterance and its source, never a silent wrong
+result. Documented handling, not errors: a different sample rate is resampled to the model's
+(polyphase, scipy), multi-channel audio is averaged to mono, and audio longer than one encoder
+window is split into consecutive windows (clips) that the prompt then carries one after another.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """A data file is missing or malformed; the message names the file (and line)."""
+
+
+class AudioError(DataError):
+    """An utterance's audio cannot be used; the message names the utterance and its source."""
+
+
+def read_key_value(path: str | Path, allow_empty_value: bool = True) -> dict[str, str]:
+    """``key value`` lines into a dict (value = rest of the line); duplicates are an error."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    out: dict[str, str] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        key, _, value = line.strip().partition(" ")
+        value = value.strip()
+        if not value and not allow_empty_value:
+            raise DataError(f"{path}:{lineno}: no value for key {key!r}")
+        if key in out:
+            raise DataError(f"{path}:{lineno}: duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Segment:
+    recording: str
+    start: float
+    end: float | None
+
+
+def read_segments(path: str | Path) -> dict[str, Segment]:
+    """``utt rec start end`` lines (end <= 0 or '-1' means to the end of the recording)."""
+    out = {}
+    for key, value in read_key_value(path, allow_empty_value=False).items():
+        parts = value.split()
+        try:
+            rec, start, end = parts[0], float(parts[1]), float(parts[2])
+        except (IndexError, ValueError):
+            raise DataError(f"{path}: bad segment line for {key!r}: {value!r} (want: utt rec start end)") from None
+        if end > 0 and end <= start:
+            raise DataError(f"{path}: segment {key!r} ends ({end}) before it starts ({start})")
+        out[key] = Segment(rec, start, end if end > 0 else None)
+    return out
+
+
+def _read_source(source: str) -> tuple[np.ndarray, int]:
+    """Samples (float32, [T] or [T, C]) and rate from a wav.scp value."""
+    import soundfile as sf
+
+    if source.endswith("|"):
+        proc = subprocess.run(source[:-1], shell=True, capture_output=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"pipe exited {proc.returncode}: {proc.stderr.decode(errors='replace').strip()[-300:]}")
+        data, rate = sf.read(io.BytesIO(proc.stdout), dtype="float32", always_2d=False)
+        return data, rate
+    if _is_ark(source):
+        import kaldiio
+
+        loaded = kaldiio.load_mat(source)
+        if not isinstance(loaded, tuple):
+            raise RuntimeError("ark entry holds a matrix, not audio (rate, samples)")
+        rate, data = loaded
+        data = np.asarray(data)
+        if np.issubdtype(data.dtype, np.integer):
+            data = data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
+        return data.astype(np.float32), int(rate)
+    if not Path(source).is_file():
+        raise FileNotFoundError(f"no such file: {source}")
+    data, rate = sf.read(source, dtype="float32", always_2d=False)
+    return data, rate
+
+
+def _is_ark(source: str) -> bool:
+    head, sep, tail = source.rpartition(":")
+    return bool(sep) and tail.isdigit() and not Path(source).is_file()
+
+
+def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Polyphase resampling (scipy), exact for integer ratios like 48k -> 16k."""
+    if rate == target:
+        return wave
+    from scipy.signal import resample_poly
+
+    g = math.gcd(int(rate), int(target))
+    return resample_poly(wave, target // g, rate // g).astype(np.float32)
+
+
+class AudioReader:
+    """Loads an utterance's waveform from a data dir, mono float32 at ``sampling_rate``."""
+
+    def __init__(
+        self,
+        wav_scp: str | Path,
+        segments: str | Path | None = None,
+        sampling_rate: int = 16000,
+        min_seconds: float = 0.05,
+        max_seconds: float = 3600.0,
+    ) -> None:
+        self.wav_scp_path = Path(wav_scp)
+        self.sources = read_key_value(wav_scp, allow_empty_value=False)
+        self.segments = read_segments(segments) if segments else None
+        self.sampling_rate = sampling_rate
+        self.min_seconds = min_seconds
+        self.max_seconds = max_seconds
+
+    def keys(self) -> list[str]:
+        return list(self.segments) if self.segments is not None else list(self.sources)
+
+    def __contains__(self, key: str) -> bool:
+        return key in (self.segments if self.segments is not None else self.sources)
+
+    def __call__(self, key: str) -> np.ndarray:
+        seg = None
+        if self.segments is not None:
+            if key not in self.segments:
+                raise AudioError(f"utterance {key!r} is not in the segments file")
+            seg = self.segments[key]
+            rec = seg.recording
+        else:
+            rec = key
+        if rec not in self.sources:
+            raise AudioError(f"utterance {key!r}: recording {rec!r} is not in {self.wav_scp_path}")
+        source = self.sources[rec]
+        try:
+            wave, rate = _read_source(source)
+        except Exception as exc:  # noqa: BLE001 - every failure to read becomes a named error
+            raise AudioError(f"utterance {key!r}: cannot read audio {source!r}: {exc}") from exc
+        if wave.ndim == 2:
+            wave = wave.mean(axis=1)
+        if seg is not None:
+            start = int(round(seg.start * rate))
+            end = None if seg.end is None else int(round(seg.end * rate))
+            if start >= len(wave):
+                raise AudioError(
+                    f"utterance {key!r}: segment starts at {seg.start}s but {rec!r} lasts {len(wave) / rate:.2f}s"
+                )
+            wave = wave[start:end]
+        if rate != self.sampling_rate:
+            logger.debug("utterance %s: resampling %d Hz -> %d Hz", key, rate, self.sampling_rate)
+            wave = resample(wave, rate, self.sampling_rate)
+        seconds = len(wave) / self.sampling_rate
+        if seconds < self.min_seconds:
+            raise AudioError(f"utterance {key!r}: audio is empty or too short ({seconds:.3f}s) in {source!r}")
+        if seconds > self.max_seconds:
+            raise AudioError(
+                f"utterance {key!r}: audio is {seconds:.1f}s, longer than max_seconds={self.max_seconds:g} ({source!r})"
+            )
+        if not np.isfinite(wave).all():
+            raise AudioError(f"utterance {key!r}: audio contains NaN or inf ({source!r})")
+        return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def split_windows(wave: np.ndarray, window: int, min_tail: int = 1600) -> list[np.ndarray]:
+    """Consecutive windows of at most ``window`` samples.
+
+    A final piece shorter than ``min_tail`` samples (0.1 s at 16 kHz: under 3 audio tokens) is
+    dropped, unless it is the only piece.
+    """
+    if len(wave) <= window:
+        return [wave]
+    clips = [wave[i : i + window] for i in range(0, len(wave), window)]
+    if len(clips) > 1 and len(clips[-1]) < min_tail:
+        clips = clips[:-1]
+    return clips
+
+
+def read_keys(path: str | Path) -> list[str]:
+    """The first column of a key file (a wav.scp split, or a plain list)."""
+    return list(read_key_value(path))
+
+
+def batched(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,170 @@
+"""The local job runner, ``run.py``: Kaldi ``run.pl``'s interface, jobs run on this machine.
+
+Usage::
+
+    run.py [--max-jobs-run N] [--num-threads N] [--mem M] [--gpu G] [--time T] [--config F] \\
+        [JOB=1:N] LOGFILE COMMAND...
+
+Runs the jobs in parallel, at most ``--max-jobs-run`` at a time (default: the number of CPUs). Each
+job runs ``bash -c COMMAND`` in the current directory with stdin from /dev/null and its own process
+group; stdout and stderr go to its log (see :mod:`espnet_fastadasp.runners.common` for the log format,
+the job variable and the exit status). ``--num-threads N`` sets ``OMP_NUM_THREADS=N`` for the job (and
+is reported in the log's accounting line). ``--mem``, ``--gpu``, ``--time`` and ``--config`` are
+resource requests for cluster runners: accepted (so that a recipe's ``cmd.sh`` may switch runners
+freely) and ignored. Ctrl-C or SIGTERM kills the running jobs' process groups and exits 130.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+
+from espnet_fastadasp.runners.common import (
+    JobSpec,
+    RunnerError,
+    error,
+    failure_message,
+    log_footer,
+    log_header,
+    on_sigterm,
+    parse_command_line,
+    setup_logging,
+    threads_of,
+)
+
+logger = logging.getLogger(__name__)
+
+PROG = "run.py"
+
+
+class LocalRunner:
+    """Runs the jobs of a :class:`JobSpec` on this machine."""
+
+    def __init__(self, spec: JobSpec, max_jobs_run: int | None = None) -> None:
+        self.spec = spec
+        if max_jobs_run is None:
+            max_jobs_run = int(spec.options.get("max_jobs_run", 0)) or os.cpu_count() or 1
+        self.max_jobs_run = max(1, max_jobs_run)
+        self._lock = threading.Lock()
+        self._running: dict[int, subprocess.Popen[bytes]] = {}
+        self._stopped = threading.Event()
+        for key in ("mem", "gpu", "time", "config"):
+            if key in spec.options:
+                logger.debug(
+                    "ignoring --%s %s (resource option; the local runner does not use it)",
+                    key.replace("_", "-"),
+                    spec.options[key],
+                )
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if "num_threads" in self.spec.options:
+            env["OMP_NUM_THREADS"] = self.spec.options["num_threads"]
+        return env
+
+    def run_job(self, job_id: int) -> int:
+        """Run one job, writing its log; return its exit code (128+N if killed by signal N)."""
+        command = self.spec.command_for(job_id)
+        log = Path(self.spec.log_for(job_id))
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(log_header(command))
+        start = time.monotonic()
+        with open(log, "ab") as out:
+            with self._lock:
+                if self._stopped.is_set():
+                    return 130
+                proc = subprocess.Popen(
+                    ["bash", "-c", command],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=self._env(),
+                    start_new_session=True,
+                )
+                self._running[job_id] = proc
+            logger.debug("job %s started: pid %d, log %s", job_id, proc.pid, log)
+            rc = proc.wait()
+            if rc < 0:  # killed by a signal: report it as bash does
+                rc = 128 - rc
+            with self._lock:
+                self._running.pop(job_id, None)
+        with open(log, "a") as out:
+            out.write(log_footer(time.monotonic() - start, threads_of(self.spec), rc))
+        logger.debug("job %s ended with code %d", job_id, rc)
+        return rc
+
+    def kill_all(self) -> None:
+        """Stop starting jobs and kill the process groups of the running ones."""
+        with self._lock:
+            self._stopped.set()
+            procs = list(self._running.values())
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def run(self) -> dict[int, int]:
+        """Run all jobs; return ``{job_id: exit code}``."""
+        codes: dict[int, int] = {}
+        pending = self.spec.job_ids
+        workers = min(self.max_jobs_run, len(pending))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
+        futures: dict[Future[int], int] = {}
+        try:
+            futures = {pool.submit(self.run_job, j): j for j in pending}
+            remaining = set(futures)
+            while remaining:
+                # a timeout keeps the main thread responsive to KeyboardInterrupt
+                done, remaining = wait(remaining, timeout=0.5, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    codes[futures[fut]] = fut.result()
+        except BaseException:
+            self.kill_all()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        return codes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point of ``run.py``; returns the exit status."""
+    setup_logging()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        spec = parse_command_line(argv, PROG)
+    except RunnerError as e:
+        error(PROG, str(e))
+        return 1
+    runner = LocalRunner(spec)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        codes = runner.run()
+    except KeyboardInterrupt:
+        error(PROG, f"interrupted; killed the running jobs (logs: {spec.log_pattern()})")
+        return 130
+    except OSError as e:
+        error(PROG, f"cannot run the jobs: {e}")
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    msg = failure_message(PROG, spec, dict(codes))
+    if msg:
+        print(msg, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""Train a tiny Qwen2-Audio (the real transformers class) on Kaldi-style data dirs.
+
+Used by the mini synthetic benchmark: no real Speech LM weights can be downloaded, so we train a
+small one whose accuracy we can measure, then measure what token reduction does to it.
+
+Design choices, and why:
+
+* the model is ``Qwen2AudioForConditionalGeneration`` with a real ``Qwen2AudioProcessor``
+  (Whisper features + a character-level tokenizer), saved with ``save_pretrained`` so every tool
+  loads it like a downloaded checkpoint;
+* the LLM has 8 decoder layers with GQA, so schedules and layer selection have room;
+* features are computed on the training device in batches (Whisper's torch STFT), because a
+  CPU feature pipeline, not the GPU, bounded a prototype's throughput;
+* the loss is averaged per *sample* (over its answer tokens), then over the batch: short
+  classification answers would otherwise be drowned by the long ASR transcripts;
+* only the answer (and the closing end-of-turn token) is supervised; the prompt is context;
+* training stops at ``max_steps`` or ``max_minutes``, whichever comes first, logging the loss
+  curve to ``train_log.jsonl`` as it goes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from .data import AudioReader, read_key_value
+from .tiny import AUDIO_TOKEN, qwen2_audio_config, tiny_processor
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    train_dirs: list[str]
+    output_dir: str
+    seed: int = 1
+    # audio front end and encoder (window: max_source_positions = 50 * window_seconds)
+    n_mels: int = 80
+    window_seconds: int = 6
+    encoder_dim: int = 192
+    encoder_layers: int = 3
+    encoder_heads: int = 4
+    encoder_ffn: int = 768
+    # LLM
+    hidden: int = 256
+    layers: int = 8
+    heads: int = 4
+    kv_heads: int = 2
+    ffn: int = 704
+    # optimisation
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 300
+    max_steps: int = 20000
+    max_minutes: float = 18.0
+    grad_clip: float = 1.0
+    log_every: int = 50
+    device: str = "cuda"
+    bf16: bool = True
+    max_utts_per_dir: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Example:
+    wave: np.ndarray  # int16 at 16 kHz
+    prefix: str
+    suffix: str
+    answer: str
+
+
+def load_examples(dirs: list[str], max_per_dir: int | None, sampling_rate: int) -> list[Example]:
+    """All utterances of the data dirs, waveforms in RAM as int16 (half the memory of float32)."""
+    out = []
+    for d in dirs:
+        d = Path(d)
+        reader = AudioReader(d / "wav.scp", sampling_rate=sampling_rate)
+        text = read_key_value(d / "text")
+        prompts = read_key_value(d / "prompt", allow_empty_value=False)
+        keys = reader.keys()[: max_per_dir or None]
+        for key in tqdm(keys, desc=f"load {d.name}", unit="utt", leave=False, disable=None):
+            prefix, _, suffix = prompts[key].replace("\\n", "\n").partition("{audio}")
+            wave = np.clip(reader(key) * 32767, -32768, 32767).astype(np.int16)
+            out.append(Example(wave, prefix, suffix, text[key]))
+        logger.info("%s: %d utterances", d, len(keys))
+    return out
+
+
+def build_model_and_processor(cfg: TrainConfig) -> tuple[Any, Any]:
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    processor = tiny_processor(n_mels=cfg.n_mels, window_seconds=cfg.window_seconds)
+    tok = processor.tokenizer
+    model_cfg = qwen2_audio_config(
+        len(tok),
+        tok.convert_tokens_to_ids(AUDIO_TOKEN),
+        audio=dict(
+            d_model=cfg.encoder_dim,
+            encoder_layers=cfg.encoder_layers,
+            encoder_attention_heads=cfg.encoder_heads,
+            encoder_ffn_dim=cfg.encoder_ffn,
+            num_mel_bins=cfg.n_mels,
+            max_source_positions=50 * cfg.window_seconds,
+        ),
+        text=dict(
+            hidden_size=cfg.hidden,
+            intermediate_size=cfg.ffn,
+            num_hidden_layers=cfg.layers,
+            num_attention_heads=cfg.heads,
+            num_key_value_heads=cfg.kv_heads,
+            max_position_embeddings=1024,
+            rms_norm_eps=1e-6,
+            tie_word_embeddings=True,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        ),
+    )
+    torch.manual_seed(cfg.seed)
+    model = Qwen2AudioForConditionalGeneration(model_cfg)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    return model, processor
+
+
+def audio_token_count(mel_frames: torch.Tensor) -> torch.Tensor:
+    """Qwen2-Audio's count: L valid mel frames -> (((L - 1) // 2 + 1) - 2) // 2 + 1 tokens."""
+    return (((mel_frames - 1) // 2 + 1) - 2) // 2 + 1
+
+
+class Batcher:
+    """Examples -> model inputs on the device: features, token ids, answer-only labels."""
+
+    def __init__(self, processor: Any, device: str) -> None:
+        self.fe = processor.feature_extractor
+        self.tok = processor.tokenizer
+        self.device = device
+        t = self.tok
+        self.ids = {name: t.convert_tokens_to_ids(name) for name in ("<|audio_bos|>", AUDIO_TOKEN, "<|audio_eos|>")}
+        self.eos = t.eos_token_id
+        self.pad = t.pad_token_id
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    def __call__(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        waves = [e.wave.astype(np.float32) / 32768.0 for e in examples]
+        feats = self.fe(
+            waves,
+            sampling_rate=self.fe.sampling_rate,
+            return_attention_mask=True,
+            padding="max_length",
+            return_tensors="pt",
+            device=self.device if self.device != "cpu" else "cpu",
+        )
+        n_audio = audio_token_count(feats["attention_mask"].sum(-1)).tolist()
+        rows, labels = [], []
+        for e, n in zip(examples, n_audio):
+            prompt = (
+                self.encode(e.prefix)
+                + [self.ids["<|audio_bos|>"]]
+                + [self.ids[AUDIO_TOKEN]] * n
+                + [self.ids["<|audio_eos|>"]]
+                + self.encode(e.suffix)
+            )
+            answer = self.encode(e.answer) + [self.eos]
+            rows.append(prompt + answer)
+            labels.append([-100] * len(prompt) + answer)
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
+        label_t = torch.full((len(rows), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (r, lab) in enumerate(zip(rows, labels)):
+            input_ids[i, : len(r)] = torch.tensor(r)
+            label_t[i, : len(r)] = torch.tensor(lab)
+            mask[i, : len(r)] = 1
+        return {
+            "input_ids": input_ids.to(self.device),
+            "attention_mask": mask.to(self.device),
+            "labels": label_t.to(self.device),
+            "input_features": feats["input_features"].to(self.device),
+            "feature_attention_mask": feats["attention_mask"].to(self.device),
+        }
+
+
+def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy averaged over each sample's answer tokens, then over the batch."""
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:]
+    tok_loss = torch.nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100, reduction="none"
+    ).view(shift_labels.shape)
+    valid = (shift_labels != -100).float()
+    return ((tok_loss * valid).sum(-1) / valid.sum(-1).clamp(min=1)).mean()
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train, save the checkpoint (model + processor + config + loss curve), return its dir."""
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, processor = build_model_and_processor(cfg)
+    model.to(cfg.device).train()
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("model: %.2fM parameters; device %s", n_params / 1e6, cfg.device)
+    examples = load_examples(cfg.train_dirs, cfg.max_utts_per_dir, processor.feature_extractor.sampling_rate)
+    if not examples:
+        raise ValueError(f"no training utterances in {cfg.train_dirs}")
+    batcher = Batcher(processor, cfg.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return cfg.lr * (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    use_bf16 = cfg.bf16 and cfg.device.startswith("cuda")
+    log_path = out / "train_log.jsonl"
+    t0 = time.time()
+    order: list[int] = []
+    step = 0
+    running = []
+    with log_path.open("w") as log, tqdm(total=cfg.max_steps, desc="train", unit="step", disable=None) as bar:
+        while step < cfg.max_steps and (time.time() - t0) / 60 < cfg.max_minutes:
+            if len(order) < cfg.batch_size:
+                order += random.sample(range(len(examples)), len(examples))
+            idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
+            batch = batcher([examples[i] for i in idx])
+            labels = batch.pop("labels")
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+                logits = model(**batch).logits
+            loss = per_sample_loss(logits, labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            running.append(loss.item())
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                entry = {
+                    "step": step,
+                    "samples": step * cfg.batch_size,
+                    "loss": float(np.mean(running)),
+                    "lr": lr_at(step - 1),
+                    "minutes": (time.time() - t0) / 60,
+                }
+                log.write(json.dumps(entry) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{entry['loss']:.3f}")
+                running = []
+    if running:
+        with log_path.open("a") as log:
+            log.write(
+                json.dumps(
+                    {
+                        "step": step,
+                        "samples": step * cfg.batch_size,
+                        "loss": float(np.mean(running)),
+                        "lr": lr_at(step - 1),
+                        "minutes": (time.time() - t0) / 60,
+                    }
+                )
+                + "\n"
+            )
+    model.eval().to("cpu")
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    (out / "train_config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+    plot_loss(log_path, out / "loss.png")
+    logger.info(
+        "trained %d steps (%d samples) in %.1f min -> %s", step, step * cfg.batch_size, (time.time() - t0) / 60, out
+    )
+    return out
+
+
+def plot_loss(log_path: Path, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["samples"] for r in rows], [r["loss"] for r in rows])
+    ax.set_xlabel("training samples")
+    ax.set_ylabel("loss (per-sample mean)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,174 @@
+"""bin/benchmark.py: that the cost benchmark runs end to end and reports what it says (not speed).
+
+The tiny model on CPU stands in for Qwen2-Audio-7B on a GPU: the same code path (random
+weights built on the device, hand-built prompts, forced-length generate under each setting),
+seconds instead of minutes. Timings on CPU mean nothing; structure and counts do.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from espnet_fastadasp.bin import benchmark as bm
+
+TINY_ARGS = [
+    "--device",
+    "cpu",
+    "--dtype",
+    "float32",
+    "--new_tokens",
+    "3",
+    "--repeats",
+    "1",
+    "--warmup",
+    "0",
+    "--bandwidth_mib",
+    "8",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return bm.build_random_model(bm.tiny_config(), torch.device("cpu"), torch.float32, "sdpa", seed=0)
+
+
+def test_end_to_end_from_a_config_json(tmp_path):
+    """The CLI with a Qwen2AudioConfig JSON: results.json / results.md hold every setting."""
+    cfg_path = tmp_path / "tiny.json"
+    bm.tiny_config().to_json_file(cfg_path)
+    out = tmp_path / "bench"
+    bm.main(
+        ["--model_config", str(cfg_path), "--audio_seconds", "4", "--beams", "1", "2", "--output_dir", str(out)]
+        + TINY_ARGS
+        + ["--reductions", "none", "fastadasp_constant@0.3", "fastadasp_once@0.9"]
+    )
+    data = json.loads((out / "results.json").read_text())
+    env = data["environment"]
+    for key in ("date", "device_name", "torch", "transformers", "dtype", "cuda"):
+        assert key in env
+    assert data["bandwidth_bytes_per_s"] > 0 and data["decode_weight_bytes"] > 0
+    by_key = {s["key"]: s for s in data["settings"]}
+    assert len(by_key) == 6
+
+    for beams in (1, 2):
+        group = f"audio4s_beam{beams}"
+        none, merged = by_key[f"{group}/none"], by_key[f"{group}/fastadasp_constant@0.3"]
+        assert none["inputs"] == {"clips": 2, "clip_frames": [200, 200], "audio_tokens": 100, "prompt_tokens": 144}
+        for s in (none, merged):
+            assert s["error"] is None and len(s["runs"]) == 1
+            run = s["runs"][0]
+            assert run["new_tokens"] == 3 and run["decode_steps"] == 2 and run["rows"] == beams
+            assert run["peak_bytes"] is None  # CPU: no peak memory
+            m = s["summary"]
+            for name in ("prefill_s", "decode_s", "decode_tok_s", "step_ms_median", "rtf"):
+                assert m[name]["median"] > 0
+            assert m["floor_ms"] > 0 and m["x_floor"] > 0
+            # every layer's cache: the prompt (144, shortened after the reducing layers) + 2 decoded tokens
+            assert len(m["kv_bytes_per_layer"]) == 8
+            assert m["kv_entries_per_layer"][0] == 144 + 2
+        assert none["summary"]["flops_reduction"] == 0.0
+        assert len(set(none["summary"]["kv_bytes_per_layer"])) == 1
+        red = merged["summary"]
+        assert 0.25 < red["flops_reduction"] < 0.35
+        kv = red["kv_bytes_per_layer"]
+        assert kv[:3] == none["summary"]["kv_bytes_per_layer"][:3]  # layers 0-2 cache the full prompt
+        assert kv[-1] < kv[3] < kv[2]  # later layers hold fewer entries
+        assert merged["vs_none"]["kv_ratio"] < 1 and merged["vs_none"]["decode_tok_s_ratio"] > 0
+        assert none["vs_none"]["decode_tok_s_ratio"] == pytest.approx(1.0)
+        # an unreachable target is an error of that setting, not of the run
+        once = by_key[f"{group}/fastadasp_once@0.9"]
+        assert "unreachable" in once["error"] and once["summary"] is None and once["runs"] == []
+
+    md = (out / "results.md").read_text()
+    assert "## 4 s audio, beam 1 (144 prompt tokens, 100 audio)" in md and "## 4 s audio, beam 2" in md
+    assert md.count("| setting | prefill s | decode s | tok/s |") == 2
+    assert "| fastadasp_once@0.9 | error: config:" in md
+    rows = [line for line in md.splitlines() if line.startswith("| fastadasp_constant@0.3 |")]
+    assert len(rows) == 2 and all(len(r.split("|")) == len(bm.MD_HEADER.split("|")) for r in rows)
+
+
+def test_kill_keeps_results_and_oom_is_recorded(tmp_path, tiny_model, monkeypatch):
+    """Results are on disk after each run; an OOM marks that setting and the others go on."""
+    calls = []
+    real = bm.run_once
+
+    def fake(model, inputs, setting, *args, **kwargs):
+        calls.append(setting.key)
+        if setting.tag.startswith("fastv"):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.40 GiB")
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # the run is killed during its 4th generate
+        return real(model, inputs, setting, *args, **kwargs)
+
+    monkeypatch.setattr(bm, "run_once", fake)
+    with pytest.raises(KeyboardInterrupt):
+        bm.benchmark(
+            tiny_model,
+            tmp_path,
+            audio_seconds=[2],
+            beams=[1],
+            reductions=["none", "fastv@0.3", "h2o@0.3"],
+            new_tokens=2,
+            warmup=0,
+            repeats=2,
+            bandwidth_bytes=1 << 23,
+        )
+    assert calls == ["audio2s_beam1/none", "audio2s_beam1/fastv_constant@0.3", "audio2s_beam1/h2o_constant@0.3"] + [
+        "audio2s_beam1/none"
+    ]
+    data = json.loads((tmp_path / "results.json").read_text())
+    by_tag = {s["setting"]: s for s in data["settings"]}
+    assert len(by_tag["none"]["runs"]) == 1 and len(by_tag["h2o_constant@0.3"]["runs"]) == 1
+    assert by_tag["fastv_constant@0.3"]["error"].startswith("out of memory")
+    h2o = by_tag["h2o_constant@0.3"]["summary"]
+    assert h2o["flops_reduction"] == 0.0 and h2o["kv_reduction"] > 0  # h2o shrinks the cache, not the FLOPs
+    assert "out of memory" in (tmp_path / "results.md").read_text()
+
+
+def test_prompt_layout_matches_qwen2_audio():
+    """30 s windows of 3000 frames -> 750 tokens; a partial last clip is padded and masked."""
+    cfg = bm.load_config("qwen2_audio_7b")
+    spec = bm.prompt_spec(cfg, bm.WHISPER_HOP_LENGTH, bm.WHISPER_SAMPLING_RATE)
+    assert spec.window_s == 30.0 and spec.mel_frames == 3000 and spec.num_mel_bins == 128
+    assert (spec.audio_token_id, spec.audio_bos_id, spec.audio_eos_id) == (151646, 151647, 151648)
+    assert bm.audio_tokens_for(3000) == 750
+    assert bm.clip_frames(240, spec) == [3000] * 8
+    assert bm.clip_frames(45, spec) == [3000, 1500]
+    inputs, info = bm.build_inputs(45, spec, 2, 20, 20, torch.device("cpu"), torch.bfloat16, seed=0)
+    assert info == {"clips": 2, "clip_frames": [3000, 1500], "audio_tokens": 750 + 375, "prompt_tokens": 1169}
+    ids = inputs["input_ids"]
+    assert ids.shape == (2, 1169) and (ids == 151646).sum(-1).tolist() == [1125, 1125]
+    assert (ids[:, :20] < 151643).all() and (ids[:, -20:] < 151643).all()
+    assert inputs["input_features"].shape == (4, 128, 3000) and inputs["input_features"].dtype == torch.bfloat16
+    assert inputs["feature_attention_mask"].sum(-1).tolist() == [3000, 1500, 3000, 1500]
+
+
+def test_7b_shape_on_meta(capsys):
+    """The shipped 7B config builds (on meta: nothing allocated) at Qwen2-Audio-7B's size."""
+    info = bm.main(["--dry_run"])
+    assert 8.3e9 < info["parameters"] < 8.5e9
+    # 32 layers + LM head in bf16, ~14.2 GB read per decoding step; 512 KiB of KV per token
+    assert 14.1e9 < info["decode_weight_bytes"] < 14.3e9
+    assert info["kv_bytes_per_token"] == 2 * 32 * 32 * 128 * 2
+    assert info["prompts"]["240"] == {"clips": 8, "audio_tokens": 6000, "prompt_tokens": 6056}
+    assert json.loads(capsys.readouterr().out)["parameters"] == info["parameters"]
+
+
+def test_step_floor_counts_the_average_kv_of_the_decoding_steps():
+    # one layer whose final cache holds 110 entries (100 prompt + 10 steps): 1 KiB per entry
+    run = {"decode_steps": 10, "kv_layers": [{"entries": 110, "bytes": 110 * 1024}]}
+    floor = bm.step_floor(run, weight_bytes=1_000_000, bandwidth=1e9)
+    assert floor["kv_read_bytes"] == pytest.approx((100 + 5.5) * 1024)
+    assert floor["floor_ms"] == pytest.approx(1000 * (1_000_000 + 105.5 * 1024) / 1e9)
+
+
+def test_bad_inputs_fail_early(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no_such_model"):
+        bm.load_config("no_such_model")
+    with pytest.raises(bm.ConfigError):
+        bm.make_settings([4], [1], ["none", "bogus@0.3"], start_layer=2)
+    with pytest.raises(bm.ConfigError, match="duplicate"):
+        bm.make_settings([4], [1], ["fastv@0.3", "fastv_constant@0.3"], start_layer=2)

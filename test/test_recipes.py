@@ -1,0 +1,220 @@
+"""Each recipe end to end (./run.sh: data prep, check, decode, score, report) on a small fake
+corpus written in the real corpus layout, with a tiny saved Qwen2-Audio, through the local backend."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from espnet_fastadasp.tiny import synthetic_audio
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "egs2" / "TEMPLATE" / "speechlm1"
+FAST = "--dtype float32 --max_new_tokens 3 --batch_size 2"
+
+
+def recipe_copy(name: str, tmp: Path) -> Path:
+    """The recipe dir copied into tmp, its links pointing at this repo's template."""
+    src = REPO / "egs2" / name / "speechlm1"
+    dst = tmp / "egs2" / name / "speechlm1"
+    dst.mkdir(parents=True)
+    for item in src.iterdir():
+        if item.name in ("data", "exp", "RESULTS.md"):
+            continue
+        if item.is_symlink():
+            (dst / item.name).symlink_to(item.resolve())
+        elif item.is_dir():
+            shutil.copytree(item, dst / item.name)
+        else:
+            shutil.copy2(item, dst / item.name)
+    # the tiny model's clips are short: keep the text part of the prompt short too, as it is
+    # relative to 30 s windows for the real model (otherwise high targets are unreachable)
+    (dst / "conf" / "prompt.txt").write_text("<|im_start|>{audio}" + name[:3] + ":<|im_end|>\n")
+    return dst
+
+
+def run_recipe(recipe: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **env, "PATH": f"{REPO / 'tools' / 'venv' / 'bin'}:{os.environ['PATH']}"}
+    return subprocess.run(["./run.sh", *args], cwd=recipe, env=full_env, capture_output=True, text=True, timeout=600)
+
+
+def check_outputs(recipe: Path, model_tag: str, tags: list[str], sets: list[str], metric: str) -> str:
+    exp = recipe / "exp" / model_tag
+    for tag in tags:
+        for dset in sets:
+            dec = exp / f"decode_{tag}" / dset
+            assert (dec / ".done").is_file(), f"{dec} not finished"
+            ref = (recipe / "data" / dset / "text").read_text().splitlines()
+            hyp = (dec / "1best_recog" / "text").read_text().splitlines()
+            assert [r.split()[0] for r in ref] == [h.split(" ", 1)[0] for h in hyp]
+            assert (dec / "score" / "score.json").is_file()
+    results = (recipe / "RESULTS.md").read_text()
+    for tag in tags:
+        assert f"| {tag} |" in results
+    assert metric in results
+    assert (exp / "tradeoff.png").stat().st_size > 1000
+    return results
+
+
+def write_librispeech(root: Path) -> None:
+    words = ["HELLO", "WORLD", "SPEECH", "MODELS", "MERGE", "TOKENS"]
+    for s, subset in enumerate(["test-clean", "test-other"]):
+        for spk in (1089, 2300):
+            chap = root / subset / str(spk) / "134686"
+            chap.mkdir(parents=True)
+            lines = []
+            for n in range(2):
+                key = f"{spk}-134686-{n:04d}"
+                sf.write(chap / f"{key}.flac", synthetic_audio(1.2 + 0.5 * n + 0.3 * s, spk + n), 16000)
+                lines.append(f"{key} {' '.join(words[n : n + 3 + s])}")
+            (chap / f"{spk}-134686.trans.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_librispeech_recipe(checkpoint, tmp_path):
+    write_librispeech(tmp_path / "LibriSpeech")
+    recipe = recipe_copy("librispeech", tmp_path)
+    env = {"LIBRISPEECH": str(tmp_path / "LibriSpeech")}
+    tags = ["none", "fastadasp_constant@0.2", "fastv_constant@0.2"]
+    args = [
+        "--model_name_or_path",
+        str(checkpoint),
+        "--reductions",
+        "none fastadasp_constant@0.2 fastv@0.2",
+        "--nj",
+        "2",
+        "--inference_args",
+        FAST,
+    ]
+    proc = run_recipe(recipe, env, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = check_outputs(recipe, checkpoint.name, tags, ["test_clean", "test_other"], "wer")
+    assert "FLOPs red." in results
+    assert (recipe / "exp" / checkpoint.name / "decode_none" / "test_clean" / "score" / "result.txt").is_file()
+    # a rerun skips the finished decodes and only redoes scoring and the report
+    again = run_recipe(recipe, env, *args, "--stage", "3")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("is done, skipping") == 6
+
+
+def test_covost2_recipe(checkpoint, tmp_path):
+    clips = tmp_path / "cv" / "clips"
+    clips.mkdir(parents=True)
+    rows = []
+    for i in range(3):
+        name = f"common_voice_en_{i}.mp3"
+        sf.write(clips / name, np.repeat(synthetic_audio(1.1 + 0.4 * i, i), 3), 48000, format="MP3")
+        rows.append(
+            {
+                "path": name,
+                "sentence": f"hello number {i}",
+                "translation": f"hallo nummer {i}",
+                "client_id": f"{i:064x}",
+                "split": "test",
+            }
+        )
+    rows.append({"path": "other.mp3", "sentence": "x", "translation": "y", "client_id": "0" * 64, "split": "train"})
+    (tmp_path / "covost2").mkdir()
+    with (tmp_path / "covost2" / "covost_v2.en_de.tsv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t")
+        w.writeheader()
+        w.writerows(rows)
+    recipe = recipe_copy("covost2", tmp_path)
+    env = {"COVOST2": str(tmp_path / "covost2"), "COMMONVOICE": str(tmp_path / "cv")}
+    proc = run_recipe(
+        recipe,
+        env,
+        "--model_name_or_path",
+        str(checkpoint),
+        "--reductions",
+        "none fastadasp_constant@0.3",
+        "--nj",
+        "2",
+        "--inference_args",
+        FAST,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check_outputs(recipe, checkpoint.name, ["none", "fastadasp_constant@0.3"], ["test"], "bleu")
+    assert len((recipe / "data" / "test" / "text.src").read_text().splitlines()) == 3
+
+
+def write_iemocap(root: Path) -> None:
+    sess = root / "Session5"
+    emos = ["neu", "hap", "ang", "sad", "exc", "fru"]  # fru is outside the 4 classes
+    for d, dialog in enumerate(["Ses05F_impro01", "Ses05M_script02"]):
+        (sess / "sentences" / "wav" / dialog).mkdir(parents=True)
+        (sess / "dialog" / "EmoEvaluation").mkdir(parents=True, exist_ok=True)
+        lines = ["% header", ""]
+        for n, emo in enumerate(emos[3 * d : 3 * d + 3]):
+            utt = f"{dialog}_{'FM'[n % 2]}{n:03d}"
+            sf.write(sess / "sentences" / "wav" / dialog / f"{utt}.wav", synthetic_audio(1.0 + 0.3 * n, n + d), 16000)
+            lines.append(f"[{n}.0 - {n + 1}.5]\t{utt}\t{emo}\t[2.5, 2.5, 2.5]")
+        (sess / "dialog" / "EmoEvaluation" / f"{dialog}.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_iemocap_recipe(checkpoint, tmp_path):
+    write_iemocap(tmp_path / "IEMOCAP")
+    recipe = recipe_copy("iemocap", tmp_path)
+    proc = run_recipe(
+        recipe,
+        {"IEMOCAP": str(tmp_path / "IEMOCAP")},
+        "--model_name_or_path",
+        str(checkpoint),
+        "--reductions",
+        "none fastadasp_once@0.3",
+        "--nj",
+        "2",
+        "--inference_args",
+        FAST,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check_outputs(recipe, checkpoint.name, ["none", "fastadasp_once@0.3"], ["session5"], "accuracy")
+    labels = (recipe / "data" / "session5" / "text").read_text().split()
+    assert set(labels[1::2]) == {"neutral", "happy", "angry", "sad"}
+    reduction = recipe / "exp" / checkpoint.name / "decode_fastadasp_once@0.3" / "session5" / "reduction.yaml"
+    assert "start_layer: 3" in reduction.read_text()  # run.sh's --sparse_layer
+
+
+def test_failing_job_fails_the_stage_and_names_its_log(checkpoint, tmp_path):
+    write_librispeech(tmp_path / "LibriSpeech")
+    recipe = recipe_copy("librispeech", tmp_path)
+    env = {"LIBRISPEECH": str(tmp_path / "LibriSpeech")}
+    proc = run_recipe(recipe, env, "--stop_stage", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # break one utterance's audio: the job holding it fails, the stage fails naming that job's log
+    first = (recipe / "data" / "test_clean" / "wav.scp").read_text().splitlines()[-1].split()[1]
+    Path(first).write_bytes(b"corrupt")
+    proc = run_recipe(
+        recipe,
+        env,
+        "--stage",
+        "3",
+        "--model_name_or_path",
+        str(checkpoint),
+        "--reductions",
+        "none",
+        "--nj",
+        "2",
+        "--inference_args",
+        FAST,
+    )
+    assert proc.returncode != 0
+    assert "decode.2.log" in proc.stderr
+    assert "resume with" in proc.stderr
+    log = (recipe / "exp" / checkpoint.name / "decode_none" / "test_clean" / "logdir" / "decode.2.log").read_text()
+    assert "cannot read audio" in log
+
+
+def test_setup_makes_a_new_recipe(tmp_path):
+    target = tmp_path / "egs2" / "mycorpus" / "speechlm1"
+    proc = subprocess.run(["bash", str(TEMPLATE / "setup.sh"), str(target)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (target / "speechlm.sh").resolve() == (TEMPLATE / "speechlm.sh").resolve()
+    assert (target / "utils").is_dir() and (target / "conf" / "slurm.conf").is_file()
+    help_ = subprocess.run(["./speechlm.sh", "--help"], cwd=target, capture_output=True, text=True)
+    assert help_.returncode == 0 and "--reductions" in help_.stdout + help_.stderr

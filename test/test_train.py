@@ -1,0 +1,88 @@
+"""The mini benchmark's training script: a few steps on CPU (a smoke test), then load it back."""
+
+from __future__ import annotations
+
+import json
+
+import soundfile as sf
+import torch
+
+from espnet_fastadasp import corpora
+from espnet_fastadasp.bin import train_tiny
+from espnet_fastadasp.tiny import synthetic_audio
+from espnet_fastadasp.train import per_sample_loss
+
+
+def test_per_sample_loss_weights_samples_equally():
+    logits = torch.zeros(2, 5, 3)
+    labels = torch.tensor([[-100, 0, 0, 0, 0], [-100, -100, -100, -100, 1]])
+    logits[0, :, 0] = 10.0  # sample 0 (4 tokens) is right, sample 1 (1 token) is wrong
+    loss = per_sample_loss(logits, labels)
+    wrong = torch.nn.functional.cross_entropy(torch.zeros(1, 3), torch.tensor([1]))
+    assert torch.allclose(loss, (0 + wrong) / 2, atol=1e-3)
+
+
+def test_trains_a_few_steps_on_cpu_and_saves_a_loadable_checkpoint(tmp_path):
+    dirs = []
+    for task, answers in (("asr", ["hello world", "good day"]), ("gender", ["male", "female"])):
+        utts = []
+        for i, ans in enumerate(answers * 2):
+            wav = tmp_path / f"{task}{i}.wav"
+            sf.write(wav, synthetic_audio(0.6 + 0.2 * i, i), 16000)
+            utts.append(corpora.Utterance(f"{task}_{i}", str(wav), ans, "s"))
+        dirs.append(str(corpora.write_data_dir(utts, tmp_path / task, "<|im_start|>{audio}" + task + "<|im_end|>")))
+    out = tmp_path / "model"
+    train_tiny.main(
+        [
+            "--train_dirs",
+            *dirs,
+            "--output_dir",
+            str(out),
+            "--device",
+            "cpu",
+            "--max_steps",
+            "4",
+            "--batch_size",
+            "4",
+            "--log_every",
+            "2",
+            "--hidden",
+            "32",
+            "--ffn",
+            "64",
+            "--heads",
+            "2",
+            "--kv_heads",
+            "1",
+            "--encoder_dim",
+            "32",
+            "--encoder_layers",
+            "1",
+            "--encoder_heads",
+            "2",
+            "--encoder_ffn",
+            "64",
+            "--n_mels",
+            "16",
+            "--window_seconds",
+            "2",
+            "--warmup_steps",
+            "2",
+        ]
+    )
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4] and all(r["loss"] > 0 for r in log)
+    assert (out / "loss.png").is_file() and (out / "train_config.yaml").is_file() and (out / "command.txt").is_file()
+    from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+
+    model = Qwen2AudioForConditionalGeneration.from_pretrained(out)
+    processor = AutoProcessor.from_pretrained(out)
+    assert model.config.text_config.num_hidden_layers == 8
+    assert model.config.text_config.num_key_value_heads < model.config.text_config.num_attention_heads
+    inputs = processor(
+        text=["<|im_start|><|audio_bos|><|AUDIO|><|audio_eos|>asr<|im_end|>"],
+        audio=[synthetic_audio(1.0, 0)],
+        return_tensors="pt",
+        sampling_rate=16000,
+    )
+    assert model.generate(**inputs, max_new_tokens=2).shape[1] >= inputs["input_ids"].shape[1] + 1
