@@ -4,6 +4,7 @@ corpus written in the real corpus layout, with a tiny saved Qwen2-Audio, through
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -97,7 +98,7 @@ def test_librispeech_recipe(checkpoint, tmp_path):
     assert "FLOPs red." in results
     assert (recipe / "exp" / checkpoint.name / "decode_none" / "test_clean" / "score" / "result.txt").is_file()
     # a rerun skips the finished decodes and only redoes scoring and the report
-    again = run_recipe(recipe, env, *args, "--stage", "3")
+    again = run_recipe(recipe, env, *args, "--stage", "4")
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("is done, skipping") == 6
 
@@ -150,14 +151,15 @@ def write_iemocap(root: Path) -> None:
         (sess / "sentences" / "wav" / dialog).mkdir(parents=True)
         (sess / "dialog" / "EmoEvaluation").mkdir(parents=True, exist_ok=True)
         lines = ["% header", ""]
-        for n, emo in enumerate(emos[3 * d : 3 * d + 3]):
+        for n, emo in enumerate(emos):
             utt = f"{dialog}_{'FM'[n % 2]}{n:03d}"
-            sf.write(sess / "sentences" / "wav" / dialog / f"{utt}.wav", synthetic_audio(1.0 + 0.3 * n, n + d), 16000)
+            wave = synthetic_audio(1.0 + 0.15 * n, n + 7 * d)
+            sf.write(sess / "sentences" / "wav" / dialog / f"{utt}.wav", wave, 16000)
             lines.append(f"[{n}.0 - {n + 1}.5]\t{utt}\t{emo}\t[2.5, 2.5, 2.5]")
         (sess / "dialog" / "EmoEvaluation" / f"{dialog}.txt").write_text("\n".join(lines) + "\n")
 
 
-def test_iemocap_recipe(checkpoint, tmp_path):
+def test_iemocap_recipe_with_transfer_entropy_layer_selection(checkpoint, tmp_path):
     write_iemocap(tmp_path / "IEMOCAP")
     recipe = recipe_copy("iemocap", tmp_path)
     proc = run_recipe(
@@ -171,13 +173,22 @@ def test_iemocap_recipe(checkpoint, tmp_path):
         "2",
         "--inference_args",
         FAST,
+        "--sparse_layer",
+        "",
+        "--select_layer_set",
+        "session5",
+        "--select_layer_opts",
+        "--ratio 0.5 --num_utts 10 --candidate_layers 1 4 --batch_size 5",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     check_outputs(recipe, checkpoint.name, ["none", "fastadasp_once@0.3"], ["session5"], "accuracy")
     labels = (recipe / "data" / "session5" / "text").read_text().split()
     assert set(labels[1::2]) == {"neutral", "happy", "angry", "sad"}
+    te = json.loads((recipe / "exp" / checkpoint.name / "select_layer" / "session5" / "te.json").read_text())
+    assert te["chosen_layer"] in (1, 4)
     reduction = recipe / "exp" / checkpoint.name / "decode_fastadasp_once@0.3" / "session5" / "reduction.yaml"
-    assert "start_layer: 3" in reduction.read_text()  # run.sh's --sparse_layer
+    # the sparse decode uses the layer stage 3 chose
+    assert f"start_layer: {te['chosen_layer']}" in reduction.read_text()
 
 
 def test_failing_job_fails_the_stage_and_names_its_log(checkpoint, tmp_path):
@@ -193,7 +204,7 @@ def test_failing_job_fails_the_stage_and_names_its_log(checkpoint, tmp_path):
         recipe,
         env,
         "--stage",
-        "3",
+        "4",
         "--model_name_or_path",
         str(checkpoint),
         "--reductions",
@@ -218,3 +229,46 @@ def test_setup_makes_a_new_recipe(tmp_path):
     assert (target / "utils").is_dir() and (target / "conf" / "slurm.conf").is_file()
     help_ = subprocess.run(["./speechlm.sh", "--help"], cwd=target, capture_output=True, text=True)
     assert help_.returncode == 0 and "--reductions" in help_.stdout + help_.stderr
+
+
+def test_mini_synth_recipe_trains_and_runs_on_cpu(tmp_path):
+    """The mini benchmark's pipeline at toy scale: espeak data, a few CPU training steps (a smoke
+    test, not the GPU training), the committed-test-set path, layer selection, decode, score, report."""
+    recipe = recipe_copy("mini_synth", tmp_path)
+    (recipe / "conf" / "train_cpu.yaml").write_text(
+        "n_mels: 16\nwindow_seconds: 6\nencoder_dim: 32\nencoder_layers: 1\nencoder_heads: 2\nencoder_ffn: 64\n"
+        "hidden: 32\nlayers: 8\nheads: 2\nkv_heads: 1\nffn: 64\nbatch_size: 4\nmax_steps: 3\nwarmup_steps: 1\n"
+        "log_every: 1\ndevice: cpu\nbf16: false\n"
+    )
+    env = {"PATH": f"{REPO / 'tools' / 'venv' / 'bin'}:{os.environ['PATH']}"}
+    train = subprocess.run(
+        ["local/train.sh", "--num_train", "4", "--nj", "2", "--train_config", "conf/train_cpu.yaml"],
+        cwd=recipe,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert (recipe / "model" / "config.json").is_file() and (recipe / "local" / "testset.tar.gz").is_file()
+    shutil.rmtree(recipe / "data")  # the benchmark must run from the committed test set alone
+    proc = run_recipe(
+        recipe,
+        {},
+        "--reductions",
+        "none fastadasp_constant@0.2 fastadasp_once@0.3 fastv@0.2",
+        "--inference_args",
+        FAST,
+        "--local_data_opts",
+        "--num_test 4 --num_dev 8",
+        "--select_layer_opts",
+        "--ratio 0.5 --num_utts 8 --candidate_layers 1 3 --batch_size 8",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sets = ["asr_test", "lang_test", "gender_test", "rate_test", "nspk_test"]
+    results = check_outputs(recipe, "tiny_qwen2_audio", ["none", "fastadasp_constant@0.2"], sets, "wer")
+    assert "| accuracy | uar |" in results.replace("setting | ", "")  # the sparse tasks are scored as classification
+    score = json.loads(
+        (recipe / "exp" / "tiny_qwen2_audio" / "decode_none" / "lang_test" / "score" / "score.json").read_text()
+    )
+    assert score["task"] == "cls"

@@ -172,7 +172,7 @@ def test_recipe_decode_stage_through_slurm(slurm_cluster, checkpoint, tmp_path):
     }
     args = ["--model_name_or_path", str(checkpoint), "--reductions", "fastadasp_constant@0.2", "--nj", "2",
             "--test_sets", "test_clean", "--inference_args", FAST]
-    proc = run_recipe(recipe, env, *args, "--stop_stage", "4")
+    proc = run_recipe(recipe, env, *args, "--stop_stage", "5")
     assert proc.returncode == 0, proc.stderr[-3000:]
     dec = recipe / "exp" / checkpoint.name / "decode_fastadasp_constant@0.2" / "test_clean"
     assert len((dec / "1best_recog" / "text").read_text().splitlines()) == 4
@@ -185,6 +185,6 @@ def test_recipe_decode_stage_through_slurm(slurm_cluster, checkpoint, tmp_path):
     last = (recipe / "data" / "test_clean" / "wav.scp").read_text().splitlines()[-1].split()[1]
     Path(last).write_bytes(b"corrupt")
     args[3] = "fastv@0.2"
-    proc = run_recipe(recipe, env, *args, "--stage", "3", "--stop_stage", "3")
+    proc = run_recipe(recipe, env, *args, "--stage", "4", "--stop_stage", "4")
     assert proc.returncode != 0
     assert "decode.2.log" in proc.stderr, proc.stderr[-2000:]

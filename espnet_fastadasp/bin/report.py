@@ -29,6 +29,7 @@ LOWER_IS_BETTER = {"wer", "cer"}
 
 @dataclass
 class Cell:
+    task: str
     metrics: dict[str, float]
     flops_reduction: float | None
     kv_reduction: float | None
@@ -73,7 +74,7 @@ def read_cost(path: Path) -> tuple[float | None, float | None]:
     return 1 - reduced / full, sum(kv) / len(kv)
 
 
-def collect(exp_dir: Path, test_sets: Sequence[str]) -> list[Row]:
+def collect(exp_dir: Path, test_sets: Sequence[str], default_task: str) -> list[Row]:
     rows: dict[str, Row] = {}
     for decode_dir in sorted(exp_dir.glob("decode_*")):
         tag = decode_dir.name[len("decode_") :]
@@ -85,7 +86,7 @@ def collect(exp_dir: Path, test_sets: Sequence[str]) -> list[Row]:
             flops, kv = read_cost(decode_dir / dset / "1best_recog" / "cost")
             family, amount = split_tag(tag)
             row = rows.setdefault(tag, Row(tag, family, amount))
-            row.cells[dset] = Cell(data["metrics"], flops, kv, data.get("num_utts", 0))
+            row.cells[dset] = Cell(data.get("task", default_task), data["metrics"], flops, kv, data.get("num_utts", 0))
     return sorted(rows.values(), key=lambda r: (r.family != "none", r.family, r.amount))
 
 
@@ -111,8 +112,12 @@ def _fmt(value: float | None, pct: bool = False) -> str:
     return f"{100 * value:.1f}" if pct else f"{value:.2f}"
 
 
+def set_task(rows: list[Row], dset: str, default: str) -> str:
+    """The task a test set was scored as (score.json), else the default."""
+    return next((r.cells[dset].task for r in rows if dset in r.cells), default)
+
+
 def markdown(rows: list[Row], task: str, test_sets: Sequence[str], model: str | None, title: str) -> str:
-    cols = COLUMNS[task]
     lines = [f"# {title}", "", "## Environment", *environment(model), ""]
     lines += [
         "Rows: reduction settings (`METHOD_SCHEDULE@TARGET`: prefill FLOPs reduction target). "
@@ -121,6 +126,7 @@ def markdown(rows: list[Row], task: str, test_sets: Sequence[str], model: str | 
         "",
     ]
     for dset in test_sets:
+        cols = COLUMNS[set_task(rows, dset, task)]
         lines += [f"## {dset}", ""]
         header = ["setting", *cols, "FLOPs red. %", "KV red. %", "utts"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -153,9 +159,9 @@ def plot(rows: list[Row], task: str, test_sets: Sequence[str], path: Path) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metric = MAIN_METRIC[task]
     fig, axes = plt.subplots(1, len(test_sets), figsize=(5.5 * len(test_sets), 4), squeeze=False)
     for ax, dset in zip(axes[0], test_sets):
+        metric = MAIN_METRIC[set_task(rows, dset, task)]
         families: dict[str, list[tuple[float, float]]] = {}
         for row in rows:
             cell = row.cells.get(dset)
@@ -198,7 +204,7 @@ def main(cmd: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s: %(message)s")
     exp_dir = Path(args.exp_dir)
     test_sets = args.test_sets.split()
-    rows = collect(exp_dir, test_sets)
+    rows = collect(exp_dir, test_sets, args.task)
     if not rows:
         raise SystemExit(f"report: no scored decode dirs under {exp_dir} for {test_sets}")
     plot_path = Path(args.plot) if args.plot else exp_dir / "tradeoff.png"

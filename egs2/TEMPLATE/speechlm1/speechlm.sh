@@ -3,9 +3,10 @@
 # The stages, as in ESPnet's egs2 task scripts:
 #   1. data prep    local/data.sh -> data/<set>/{wav.scp,text,utt2spk,prompt[,segments]}
 #   2. data check   every utterance has audio, a reference and a prompt
-#   3. decode       one decode dir per (reduction setting, test set), split into nj jobs
-#   4. score        WER/CER (asr), BLEU (st), accuracy/UAR (cls)
-#   5. report       RESULTS.md and a plot of metric vs achieved FLOPs reduction
+#   3. select layer (optional) the sparse layer by Transfer Entropy on --select_layer_set
+#   4. decode       one decode dir per (reduction setting, test set), split into nj jobs
+#   5. score        WER/CER (asr), BLEU (st), accuracy/UAR (cls)
+#   6. report       RESULTS.md and a plot of metric vs achieved FLOPs reduction
 set -euo pipefail
 
 log() {
@@ -22,7 +23,7 @@ gpu_inference=false   # run decoding on GPUs (uses cuda_cmd, one GPU per job)
 python=python3
 expdir=exp
 # Task
-task=asr              # asr, st or cls: how the output is scored
+task=asr              # asr, st or cls: how the output is scored (data/<set>/task overrides it per set)
 test_sets=            # names of the data dirs under data/
 local_data_opts=      # passed to local/data.sh
 # Model and decoding
@@ -33,7 +34,9 @@ inference_args=       # more options for espnet_fastadasp.bin.inference
 # Reduction settings: none, METHOD[_SCHEDULE]@FLOPS_TARGET, METHOD[_SCHEDULE]%RATIO or a .yaml
 reductions="none fastadasp_constant@0.3"
 start_layer=2         # first reducing layer of the dense settings
-sparse_layer=         # layer of the *_once settings (default: start_layer; see select_layer)
+sparse_layer=         # layer of the *_once settings (default: start_layer, or stage 3's choice)
+select_layer_set=     # data dir (under data/) on which stage 3 chooses sparse_layer by Transfer Entropy
+select_layer_opts="--flops_reduction 0.5 --num_utts 64"  # options of espnet_fastadasp.bin.select_layer
 # Scoring and report
 score_opts=
 results=RESULTS.md
@@ -43,7 +46,7 @@ help_message=$(cat << EOF
 Usage: $0 --task <asr|st|cls> --test_sets "<sets>" --model_name_or_path <model> [options]
 
 Options:
-    --stage, --stop_stage   # stages to run (1 data, 2 check, 3 decode, 4 score, 5 report) (${stage}, ${stop_stage})
+    --stage, --stop_stage   # stages (1 data, 2 check, 3 select layer, 4 decode, 5 score, 6 report) (${stage}, ${stop_stage})
     --nj                    # decoding jobs per setting and test set (${nj})
     --gpu_inference         # decode on GPUs (${gpu_inference})
     --task                  # asr, st or cls (${task})
@@ -56,6 +59,8 @@ Options:
     --reductions            # reduction settings, space separated (${reductions})
     --start_layer           # first reducing layer, dense settings (${start_layer})
     --sparse_layer          # layer of *_once settings (${sparse_layer})
+    --select_layer_set      # data dir for Transfer Entropy layer selection (${select_layer_set})
+    --select_layer_opts     # options of the layer selection (${select_layer_opts})
     --score_opts            # extra scoring options (${score_opts})
     --results               # report file (${results})
 Backends: cmd.sh (cmd_backend=local|slurm). Finished decodes are skipped on a rerun.
@@ -103,8 +108,26 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     done
 fi
 
+te_dir=${model_dir}/select_layer/${select_layer_set}
 current_stage=3
-if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ -n "${select_layer_set}" ]; then
+    [ -n "${model_name_or_path}" ] || { log "--model_name_or_path is required for layer selection"; exit 2; }
+    log "Stage 3: Transfer Entropy layer selection on data/${select_layer_set} -> ${te_dir}"
+    mkdir -p "${te_dir}"
+    # shellcheck disable=SC2086
+    ${_cmd} --gpu "${ngpu}" "${te_dir}/select_layer.log" \
+        ${python} -m espnet_fastadasp.bin.select_layer --model_name_or_path "${model_name_or_path}" \
+            --data_dir "data/${select_layer_set}" --output_dir "${te_dir}" --ngpu "${ngpu}" \
+            --write_config "${te_dir}/reduction_sparse.yaml" ${select_layer_opts}
+fi
+if [ -z "${sparse_layer}" ] && [ -n "${select_layer_set}" ] && [ -f "${te_dir}/te.json" ]; then
+    sparse_layer=$(${python} -c 'import json, sys; print(json.load(open(sys.argv[1]))["chosen_layer"])' \
+                   "${te_dir}/te.json")
+    log "sparse layer ${sparse_layer} (Transfer Entropy, ${te_dir}/te.md)"
+fi
+
+current_stage=4
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     [ -n "${model_name_or_path}" ] || { log "--model_name_or_path is required for decoding"; exit 2; }
     for spec in ${reductions}; do
         spec_yaml=$(mktemp)
@@ -113,10 +136,10 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
         for dset in ${test_sets}; do
             dir=${model_dir}/decode_${tag}/${dset}
             if [ -f "${dir}/.done" ]; then
-                log "Stage 3: ${dir} is done, skipping"
+                log "Stage 4: ${dir} is done, skipping"
                 continue
             fi
-            log "Stage 3: decoding ${dset} with ${spec} -> ${dir}"
+            log "Stage 4: decoding ${dset} with ${spec} -> ${dir}"
             logdir=${dir}/logdir
             mkdir -p "${logdir}"
             cp "${spec_yaml}" "${dir}/reduction.yaml"
@@ -152,23 +175,25 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     done
 fi
 
-current_stage=4
-if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+current_stage=5
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     for dir in "${model_dir}"/decode_*/*/; do
         dir=${dir%/}
         dset=$(basename "${dir}")
         [ -f "${dir}/.done" ] || continue
         case " ${test_sets} " in *" ${dset} "*) ;; *) continue ;; esac
-        log "Stage 4: scoring ${dir}"
+        _task=${task}
+        [ -f "data/${dset}/task" ] && _task=$(cat "data/${dset}/task")
+        log "Stage 5: scoring ${dir} (${_task})"
         # shellcheck disable=SC2086
-        ${python} -m espnet_fastadasp.bin.score --task "${task}" --ref "data/${dset}/text" \
+        ${python} -m espnet_fastadasp.bin.score --task "${_task}" --ref "data/${dset}/text" \
             --hyp "${dir}/1best_recog/text" --output_dir "${dir}/score" ${score_opts}
     done
 fi
 
-current_stage=5
-if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
-    log "Stage 5: report -> ${results}"
+current_stage=6
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+    log "Stage 6: report -> ${results}"
     ${python} -m espnet_fastadasp.bin.report --exp_dir "${model_dir}" --task "${task}" \
         --test_sets "${test_sets}" --output "${results}" --plot "${model_dir}/tradeoff.png" \
         --model "${model_name_or_path}"

@@ -1,0 +1,264 @@
+"""Choose the layer of the sparse reduction by Transfer Entropy (estimator: espnet_fastadasp.transfer_entropy).
+
+    python -m espnet_fastadasp.bin.select_layer --model_name_or_path M --data_dir data/lang_dev \\
+        --flops_reduction 0.5 --output_dir exp/select_layer/lang --write_config conf/reduction_sparse.yaml \\
+        [--validate_dir data/lang_test]
+
+For every candidate layer it applies the sparse reduction (``schedule: once``) there, runs the
+prefill of ``--num_utts`` calibration utterances and keeps the final features; the reference is
+the same reduction at the last layer. It ranks the layers by TE (lowest first), writes
+``te.json`` / ``te.md`` and a reduction config with the chosen ``start_layer`` for the sparse
+decode. With ``--validate_dir`` it also decodes that data dir with the reduction at every
+candidate layer and reports accuracy per layer, the Spearman correlation between TE and accuracy,
+and whether the chosen layer is within 1 point of the best one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import espnet_fastadasp as fa
+from espnet_fastadasp.bin.inference import build_prompt, load_model, resolve_inputs, window_samples
+from espnet_fastadasp.config import ConfigError, ReductionConfig
+from espnet_fastadasp.data import batched, read_key_value, split_windows
+from espnet_fastadasp.transfer_entropy import spearman, transfer_entropy
+
+logger = logging.getLogger("espnet_fastadasp.select_layer")
+
+
+class Calibration:
+    """Utterances of a data dir, encoded once per batch on demand."""
+
+    def __init__(self, data_dir: Path, processor: Any, num_utts: int | None) -> None:
+        rate = processor.feature_extractor.sampling_rate
+        self.inputs = resolve_inputs(
+            [f"{data_dir}/wav.scp,speech,sound", f"{data_dir}/prompt,prompt,text"], rate, 3600.0
+        )
+        self.keys = sorted(self.inputs.audio.keys())[: num_utts or None]
+        self.processor = processor
+        self.rate = rate
+        self.window = window_samples(processor)
+
+    def encode(self, keys: list[str], device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        texts, audios = [], []
+        for key in keys:
+            clips = split_windows(self.inputs.audio(key), self.window)
+            texts.append(build_prompt(self.inputs.prompts[key], self.processor, len(clips)))
+            audios.extend(clips)
+        enc = self.processor(text=texts, audio=audios, return_tensors="pt", padding=True, sampling_rate=self.rate)
+        enc = {k: v.to(device) for k, v in enc.items()}
+        enc["input_features"] = enc["input_features"].to(dtype)
+        return enc
+
+
+def final_features(model: Any, calib: Calibration, cfg: ReductionConfig, batch_size: int) -> tuple[np.ndarray, float]:
+    """(N, d) final hidden states at the last prompt position under ``cfg``, and the mean FLOPs reduction."""
+    handle = fa.apply(model, cfg)
+    captured: list[torch.Tensor] = []
+    hook = handle.parts.decoder.register_forward_hook(
+        lambda m, a, out: captured.append(out.last_hidden_state[:, -1].float().cpu())
+    )
+    reductions = []
+    try:
+        with torch.no_grad():
+            for keys in batched(calib.keys, batch_size):
+                model(**calib.encode(keys, model.device, model.dtype), use_cache=True)
+                reductions.append(handle.stats.flops_reduction)
+    finally:
+        hook.remove()
+        handle.remove()
+    return torch.cat(captured).numpy(), float(np.mean(reductions))
+
+
+def decode_accuracy(
+    model: Any,
+    data_dir: Path,
+    processor: Any,
+    cfg: ReductionConfig,
+    batch_size: int,
+    max_new_tokens: int,
+    labels: list[str] | None,
+) -> float:
+    """Accuracy of greedy decoding of ``data_dir`` under ``cfg`` (the sparse tasks are classification)."""
+    from espnet_fastadasp.scoring import score_classification
+
+    calib = Calibration(data_dir, processor, None)
+    refs = read_key_value(data_dir / "text")
+    hyps = {}
+    with fa.apply(model, cfg), torch.no_grad():
+        for keys in batched(calib.keys, batch_size):
+            enc = calib.encode(keys, model.device, model.dtype)
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
+            texts = processor.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            hyps.update({k: " ".join(t.split()) for k, t in zip(keys, texts)})
+    return float(score_classification({k: refs[k] for k in hyps}, hyps, labels=labels)["accuracy"])
+
+
+def select_layer(
+    model_name_or_path: str,
+    data_dir: str,
+    output_dir: str,
+    method: str = "fastadasp",
+    flops_reduction: float | None = 0.5,
+    ratio: float | None = None,
+    candidate_layers: Sequence[int] | None = None,
+    num_utts: int = 64,
+    batch_size: int = 8,
+    ngpu: int = 0,
+    dtype: str = "float32",
+    validate_dir: str | None = None,
+    max_new_tokens: int = 8,
+    labels: list[str] | None = None,
+    write_config: str | None = None,
+) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    device = "cuda" if ngpu > 0 else "cpu"
+    model, processor = load_model(model_name_or_path, dtype, device, None)
+    num_layers = model.config.get_text_config().num_hidden_layers
+    layers = list(candidate_layers) if candidate_layers else list(range(1, num_layers - 1))
+    bad = [layer for layer in layers if not 0 <= layer < num_layers - 1]
+    if bad:
+        raise ConfigError(f"candidate layers {bad} outside 0..{num_layers - 2} (the last layer is the reference)")
+    amount = {"flops_reduction": flops_reduction} if ratio is None else {"ratio": ratio}
+    base = ReductionConfig(method=method, schedule="once", start_layer=0, **amount)
+    calib = Calibration(Path(data_dir), processor, num_utts)
+    if len(calib.keys) < 8:
+        raise ConfigError(f"{data_dir}: {len(calib.keys)} calibration utterances; want at least 8")
+
+    ref_ratio = ratio if ratio is not None else flops_reduction
+    reference, _ = final_features(
+        model,
+        calib,
+        ReductionConfig(method=method, schedule="once", start_layer=num_layers - 1, ratio=ref_ratio),
+        batch_size,
+    )
+    per_layer, info = {}, {}
+    for layer in tqdm(layers, desc="layers", unit="layer", disable=None):
+        t0 = time.perf_counter()
+        try:
+            feats, achieved = final_features(model, calib, base.replace(start_layer=layer), batch_size)
+        except ConfigError as exc:
+            logger.warning("layer %d skipped: %s", layer, exc)
+            info[layer] = {"skipped": str(exc)}
+            continue
+        per_layer[layer] = feats
+        info[layer] = {"flops_reduction": achieved, "seconds": time.perf_counter() - t0}
+    if not per_layer:
+        raise ConfigError("no candidate layer can reach the target; lower --flops_reduction")
+    ranked = transfer_entropy(reference, per_layer)
+    chosen = ranked[0].layer
+    result: dict[str, Any] = {
+        "model": model_name_or_path,
+        "data_dir": data_dir,
+        "num_utts": len(calib.keys),
+        "method": method,
+        **amount,
+        "estimator": "gaussian entropy of final-layer features at the last prompt position (see transfer_entropy.py)",
+        "chosen_layer": chosen,
+        "layers": [
+            {"layer": s.layer, "te": s.te, "entropy": s.entropy, "rank": i + 1, **info[s.layer]}
+            for i, s in enumerate(ranked)
+        ],
+    }
+    if validate_dir:
+        for row in result["layers"]:
+            cfg = base.replace(start_layer=row["layer"])
+            row["accuracy"] = decode_accuracy(
+                model, Path(validate_dir), processor, cfg, batch_size, max_new_tokens, labels
+            )
+        accs = {r["layer"]: r["accuracy"] for r in result["layers"]}
+        best = max(accs.values())
+        result["validation"] = {
+            "data_dir": validate_dir,
+            "spearman_te_vs_accuracy": spearman(
+                [r["te"] for r in result["layers"]], [r["accuracy"] for r in result["layers"]]
+            ),
+            "best_layer": max(accs, key=lambda k: (accs[k], -k)),
+            "best_accuracy": best,
+            "chosen_accuracy": accs[chosen],
+            "chosen_within_1_point": best - accs[chosen] <= 1.0,
+        }
+    result["seconds"] = time.perf_counter() - t_start
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "te.json").write_text(json.dumps(result, indent=2))
+    (out / "te.md").write_text(markdown(result))
+    if write_config:
+        base.replace(start_layer=chosen).save_yaml(write_config)
+    logger.info("chosen layer %d (TE %.4f); %.1f s", chosen, ranked[0].te, result["seconds"])
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    val = "accuracy" in result["layers"][0]
+    head = "| layer | TE | rank | entropy | FLOPs red. % |" + (" accuracy |" if val else "")
+    lines = [
+        f"Transfer Entropy on {result['data_dir']} ({result['num_utts']} utts), chosen layer "
+        f"**{result['chosen_layer']}**",
+        "",
+        head,
+        "|---" * (5 + val) + "|",
+    ]
+    for r in sorted(result["layers"], key=lambda r: r["layer"]):
+        red = r.get("flops_reduction")
+        acc = f" {r['accuracy']:.2f} |" if val else ""
+        lines.append(
+            f"| {r['layer']} | {r['te']:.4f} | {r['rank']} | {r['entropy']:.3f} | "
+            f"{'-' if red is None else f'{100 * red:.1f}'} |{acc}"
+        )
+    if "validation" in result:
+        v = result["validation"]
+        rho = v["spearman_te_vs_accuracy"]
+        rho_text = "undefined (constant)" if rho is None else f"{rho:.3f}"
+        lines += [
+            "",
+            f"Spearman(TE, accuracy) = {rho_text}; best layer {v['best_layer']} "
+            f"({v['best_accuracy']:.2f}); chosen {result['chosen_layer']} ({v['chosen_accuracy']:.2f}); "
+            f"within 1 point: {v['chosen_within_1_point']}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model_name_or_path", required=True)
+    p.add_argument("--data_dir", required=True, help="calibration data dir (wav.scp, prompt)")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--method", default="fastadasp")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--flops_reduction", type=float, default=None)
+    g.add_argument("--ratio", type=float, default=None)
+    p.add_argument("--candidate_layers", type=int, nargs="+", default=None)
+    p.add_argument("--num_utts", type=int, default=64)
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--ngpu", type=int, default=0)
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--validate_dir", default=None, help="data dir decoded at every layer for accuracy")
+    p.add_argument("--max_new_tokens", type=int, default=8)
+    p.add_argument("--labels", default=None, help="comma-separated label set for scoring")
+    p.add_argument("--write_config", default=None, help="write the reduction YAML with the chosen layer here")
+    return p
+
+
+def main(cmd: Sequence[str] | None = None) -> dict[str, Any]:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    kwargs = vars(args)
+    if kwargs["flops_reduction"] is None and kwargs["ratio"] is None:
+        kwargs["flops_reduction"] = 0.5
+    kwargs["labels"] = args.labels.split(",") if args.labels else None
+    return select_layer(**kwargs)
+
+
+if __name__ == "__main__":
+    main()
