@@ -25,6 +25,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 RECORDING_IMPLEMENTATION = "fastadasp_record"
 SUPPORTED_IMPLEMENTATIONS = ("sdpa", "eager")
+MAX_CHUNK_BYTES = 256 * 2**20
 
 
 def attention_received(
@@ -42,8 +43,9 @@ def attention_received(
     bool (False = padding, never attended); query_valid: (B, Q) bool, padding query rows are
     left out of the sums. Returns (B, K) float32.
 
-    The softmax is computed in float32 per chunk of ``chunk_size`` query rows, as eager
-    attention does, so the result equals eager attention's column sums within float tolerance.
+    The softmax is computed in float32 per chunk of at most ``chunk_size`` query rows (fewer
+    when the chunk's scores would pass 256 MiB), as eager attention does, so the result equals
+    eager attention's column sums within float tolerance. Memory is bounded whatever the length.
     """
     B, Hq, Q, D = query.shape
     Hkv, K = key.shape[1], key.shape[2]
@@ -53,8 +55,10 @@ def attention_received(
     out = torch.zeros(B, K, dtype=torch.float32, device=query.device)
     key_pos = torch.arange(K, device=query.device)
     offset = K - Q
-    for start in range(0, Q, chunk_size):
-        stop = min(Q, start + chunk_size)
+    # cap each chunk's float32 score matrix at ~256 MiB (a few temporaries of that size live at once)
+    rows = max(1, min(chunk_size, MAX_CHUNK_BYTES // max(1, B * Hq * K * 4)))
+    for start in range(0, Q, rows):
+        stop = min(Q, start + rows)
         logits = torch.matmul(q[:, :, :, start:stop], k.transpose(-1, -2)).float() * scaling
         q_pos = torch.arange(start, stop, device=query.device) + offset
         allowed = (key_pos[None, :] <= q_pos[:, None])[None] & key_valid[:, None, :]  # (B, q, K)

@@ -15,6 +15,10 @@ import torch
 
 def causal_key_mask(key_valid: torch.Tensor, q_len: int) -> torch.Tensor:
     """(B, 1, Q, K) bool, True where attention is allowed."""
+    if q_len == 1:
+        # a decoding step: the one query is the newest position and sees every valid key (itself
+        # included); no causal part to build, one view instead of a handful of kernels per layer
+        return key_valid[:, None, None, :]
     B, K = key_valid.shape
     key_pos = torch.arange(K, device=key_valid.device)
     q_pos = torch.arange(K - q_len, K, device=key_valid.device)

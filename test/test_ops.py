@@ -146,3 +146,20 @@ def test_random_choice_depends_only_on_the_row():
 def test_top_k_never_picks_invalid_scores():
     scores = torch.tensor([[0.5, float("-inf"), 0.2, float("-inf")]])
     assert ops.top_k_mask(scores, torch.tensor([4])).tolist() == [[True, False, True, False]]
+
+
+def test_masks_match_a_dense_reference_for_prefill_and_decoding():
+    from espnet_fastadasp.masks import attention_mask_for, causal_key_mask
+
+    valid = torch.tensor([[False, True, True, True, True], [True, True, False, True, True]])
+    for q_len in (1, 2, 5):
+        got = causal_key_mask(valid, q_len)
+        K = valid.shape[1]
+        for b in range(2):
+            for i in range(q_len):
+                for j in range(K):
+                    q_pos = K - q_len + i
+                    want = (j <= q_pos and bool(valid[b, j])) or j == q_pos
+                    assert bool(got[b, 0, i, j]) == want
+    eager = attention_mask_for(valid, 1, "eager", torch.float32)
+    assert eager[0, 0, 0, 0] == torch.finfo(torch.float32).min and eager[0, 0, 0, 1] == 0
