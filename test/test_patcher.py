@@ -248,3 +248,21 @@ def test_unsupported_attention_implementation_is_rejected(checkpoint):
     model.config.get_text_config()._attn_implementation = "flex_attention"
     with pytest.raises(fa.UnsupportedModelError, match="flex_attention"):
         fa.apply(model, fa.ReductionConfig(method="fastadasp", ratio=0.2))
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_bfloat16_runs_every_method(checkpoint, processor, attn):
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    model = Qwen2AudioForConditionalGeneration.from_pretrained(
+        checkpoint, dtype=torch.bfloat16, attn_implementation=attn
+    ).eval()
+    inputs = make_inputs(processor, BATCH_SECONDS)
+    inputs["input_features"] = inputs["input_features"].to(torch.bfloat16)
+    base = generate(model, inputs, num_beams=2)
+    with fa.apply(model, fa.ReductionConfig(method="none")):
+        assert torch.equal(generate(model, inputs, num_beams=2), base)
+    for method in REDUCING:
+        with fa.apply(model, fa.ReductionConfig(method=method, flops_reduction=0.3)) as handle:
+            out = generate(model, inputs, num_beams=2)
+        assert out.shape[0] == len(BATCH_SECONDS) and handle.stats.rows

@@ -170,8 +170,18 @@ def test_recipe_decode_stage_through_slurm(slurm_cluster, checkpoint, tmp_path):
         "FASTADASP_SLURM_SQUEUE_INTERVAL": "2",
         "FASTADASP_SLURM_GRACE": "5",
     }
-    args = ["--model_name_or_path", str(checkpoint), "--reductions", "fastadasp_constant@0.2", "--nj", "2",
-            "--test_sets", "test_clean", "--inference_args", FAST]
+    args = [
+        "--model_name_or_path",
+        str(checkpoint),
+        "--reductions",
+        "fastadasp_constant@0.2",
+        "--nj",
+        "2",
+        "--test_sets",
+        "test_clean",
+        "--inference_args",
+        FAST,
+    ]
     proc = run_recipe(recipe, env, *args, "--stop_stage", "5")
     assert proc.returncode == 0, proc.stderr[-3000:]
     dec = recipe / "exp" / checkpoint.name / "decode_fastadasp_constant@0.2" / "test_clean"
