@@ -38,7 +38,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # warnings only: the table below is the output
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
                     f"{handle.stats.flops_reduction:>11.1%}{handle.stats.kv_reduction:>9.1%}  "
                     f"{torch.equal(out, reference)}"
                 )
-        print(f"\ncheckpoint: {ckpt} (load it with from_pretrained like any other)")
+        if args.checkpoint:
+            print(f"\ncheckpoint: {ckpt} (load it with from_pretrained like any other)")
 
 
 if __name__ == "__main__":
