@@ -38,7 +38,7 @@ if ${use_venv}; then
     fi
     python="${venv}/bin/python"
 fi
-pip=("${python}" -m pip --disable-pip-version-check --progress-bar off -q)
+pip=("${python}" -m pip --disable-pip-version-check -q)
 
 if ! "${python}" -c "import torch" 2>/dev/null; then
     echo "== installing torch==${torch_version}"
