@@ -57,7 +57,7 @@ class TrainConfig:
     layers: int = 8
     heads: int = 4
     kv_heads: int = 2
-    ffn: int = 704
+    ffn: int = 512
     # optimisation
     batch_size: int = 64
     lr: float = 1e-3

@@ -8,7 +8,7 @@ set -euo pipefail
 
 model=model
 if [ ! -f "${model}/config.json" ]; then
-    echo "run.sh: no trained model in ${model}/ - train it on a GPU first: local/train.sh (see README.md)" >&2
+    echo "run.sh: no trained model in ${model}/ - train it on a GPU first: local/train.sh (see README.md here)" >&2
     exit 1
 fi
 
