@@ -83,6 +83,10 @@ def find_decoder(model: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
                 f"decoder layer {i} ({type(layer).__name__}) lacks {', '.join(missing)}: "
                 "only pre-norm layers (norm -> attention -> residual -> norm -> MLP -> residual) are supported"
             )
+    if "sliding_attention" in (getattr(text_cfg, "layer_types", None) or []):
+        raise UnsupportedModelError(
+            "sliding-window attention layers are not supported (the shortened layers' masks are full)"
+        )
     if getattr(text_cfg, "residual_multiplier", None) not in (None, 1, 1.0):
         raise UnsupportedModelError("decoder layers scale their residual branch (residual_multiplier); not supported")
     return decoder, layers

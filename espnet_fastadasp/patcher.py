@@ -74,12 +74,14 @@ class _Prompt:
 
     length: int
     kv_valid: dict[int, torch.Tensor]
+    padded: dict[int, bool] = field(default_factory=dict)  # layer -> its shortened cache has padding
 
 
 @dataclass
 class _Decode:
     key_tail: torch.Tensor  # (B, t) validity of the tokens after the prompt, incl. the new ones
     q_len: int
+    tail_full: bool  # every generated position is valid (always, under generate)
     masks: dict[int, Any] = field(default_factory=dict)
 
 
@@ -188,7 +190,7 @@ class ReductionHandle:
                 tail = torch.ones(embeds.shape[0], total - self._prompt.length, dtype=torch.bool, device=embeds.device)
             else:
                 tail = mask2d[:, self._prompt.length : total].bool()
-            self._decode = _Decode(key_tail=tail, q_len=q_len)
+            self._decode = _Decode(key_tail=tail, q_len=q_len, tail_full=bool(tail.all()))
         elif past == 0:
             self._prompt = None
 
@@ -277,6 +279,11 @@ class ReductionHandle:
         if prompt_valid is None:
             return None
         dec = self._decode
+        if dec.q_len == 1 and dec.tail_full and not self._prompt.padded[idx]:
+            # nothing to mask: one query at the newest position sees every cached entry, and SDPA /
+            # eager take None as "attend to all" (no mask kernels in the hot decoding loop)
+            kwargs["attention_mask"] = None
+            return args, kwargs
         key = id(prompt_valid)
         if key not in dec.masks:
             hidden = args[0] if args else kwargs["hidden_states"]
@@ -290,7 +297,8 @@ class ReductionHandle:
         if st is None:
             return
         self._prefill = None
-        self._prompt = _Prompt(length=st.length, kv_valid=st.kv_valid)
+        padded = {layer: not bool(valid.all()) for layer, valid in st.kv_valid.items()}
+        self._prompt = _Prompt(length=st.length, kv_valid=st.kv_valid, padded=padded)
         self.stats = self._collect_stats(st)
 
     # ------------------------------------------------------------------ reduction steps

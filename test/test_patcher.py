@@ -266,3 +266,27 @@ def test_bfloat16_runs_every_method(checkpoint, processor, attn):
         with fa.apply(model, fa.ReductionConfig(method=method, flops_reduction=0.3)) as handle:
             out = generate(model, inputs, num_beams=2)
         assert out.shape[0] == len(BATCH_SECONDS) and handle.stats.rows
+
+
+def test_a_text_only_row_in_the_batch_is_left_alone(model, processor):
+    from espnet_fastadasp.tiny import synthetic_audio
+
+    texts = ["<|im_start|><|audio_bos|><|AUDIO|><|audio_eos|>ASR:<|im_end|>", "<|im_start|>hello there<|im_end|>"]
+    inputs = processor(
+        text=texts, audio=[synthetic_audio(1.5, 0)], return_tensors="pt", padding=True, sampling_rate=16000
+    )
+    with fa.apply(model, fa.ReductionConfig(method="fastadasp", ratio=0.3)) as handle:
+        batch = new_tokens(generate(model, inputs), inputs)
+        rows = handle.stats.rows
+        text_only = processor(text=[texts[1]], return_tensors="pt")
+        single = new_tokens(generate(model, text_only), text_only)
+    assert rows[1].audio_tokens == [0] * 8 and rows[0].audio_tokens_out < rows[0].audio_tokens[0]
+    assert torch.equal(batch[1], single[0])
+
+
+def test_sliding_window_models_are_rejected(checkpoint):
+    model = load(checkpoint)
+    text_cfg = model.config.get_text_config()
+    text_cfg.layer_types = ["sliding_attention"] + text_cfg.layer_types[1:]
+    with pytest.raises(fa.UnsupportedModelError, match="sliding-window"):
+        fa.apply(model, fa.ReductionConfig(method="fastadasp", ratio=0.2))
