@@ -3,7 +3,7 @@
 A tiny Speech LM (a small Qwen2-Audio) is trained and measured on five tasks: one dense task,
 where the answer depends on every word, and four sparse ones, where a few frames decide:
 
-``asr``     a sentence of 3-8 words from the word list, English voice; reference = the words.
+``asr``     a sentence of 5-12 words from the word list, English voice; reference = the words.
 ``lang``    the same kind of sentence spoken by an espeak-ng voice of english/german/french/
             spanish/italian (``en de fr es it``). The text is English words; espeak reads them with
             that language's letter-to-sound rules, which is what makes the language audible.
@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 MAX_SECONDS = 6.0
 MIN_SECONDS = 0.5
-MIN_WORDS, MAX_WORDS = 3, 8
+MIN_WORDS, MAX_WORDS = 5, 12  # ~2-5 s: enough audio tokens (25 per second) for reduction to matter
 INSTALL_HINT = "run `bash tools/installers/install_debian.sh data` (as root, or with sudo)"
 DEFAULT_WORDLIST = Path(__file__).resolve().parents[1] / "egs2/mini_synth/speechlm1/local/wordlist.txt"
 
