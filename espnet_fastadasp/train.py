@@ -291,7 +291,11 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def plot_loss(log_path: Path, png: Path) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # a bare GPU host: the curve is in train_log.jsonl, plot it elsewhere
+        logger.warning("matplotlib is missing: no %s (train_log.jsonl has the curve)", png)
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
