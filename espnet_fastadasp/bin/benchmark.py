@@ -746,6 +746,8 @@ def make_settings(
     audio_seconds: Sequence[float], beams: Sequence[int], reductions: Sequence[str], start_layer: int
 ) -> list[Setting]:
     """Every (audio, beams, reduction) combination; specs are parsed once, up front, so a typo fails at once."""
+    # each item may itself hold several space-separated settings, as recipes write them
+    reductions = [spec for item in reductions for spec in item.split()]
     parsed = [parse_reduction_spec(spec, start_layer=start_layer) for spec in reductions]
     if len({tag for tag, _ in parsed}) != len(parsed):
         raise ConfigError(f"duplicate reduction settings in {list(reductions)}")
