@@ -159,7 +159,9 @@ def merge_rows(x: torch.Tensor, dest: torch.Tensor, weight: torch.Tensor, out_le
     den = torch.zeros(B, out_len, device=x.device).scatter_add_(1, idx, w)
     w_norm = w / den.gather(1, idx).clamp(min=1e-30)
     out = torch.zeros(B, out_len, C, dtype=torch.float32, device=x.device)
-    out.scatter_add_(1, idx[..., None].expand(B, T, C), x.float() * w_norm[..., None])
+    # tokens sent nowhere contribute exact zeros (a padding row's NaN must not leak into slot 0)
+    contrib = torch.where(sent[..., None], x.float() * w_norm[..., None], torch.zeros((), device=x.device))
+    out.scatter_add_(1, idx[..., None].expand(B, T, C), contrib)
     return out.to(x.dtype)
 
 

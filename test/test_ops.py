@@ -163,3 +163,11 @@ def test_masks_match_a_dense_reference_for_prefill_and_decoding():
                     assert bool(got[b, 0, i, j]) == want
     eager = attention_mask_for(valid, 1, "eager", torch.float32)
     assert eager[0, 0, 0, 0] == torch.finfo(torch.float32).min and eager[0, 0, 0, 1] == 0
+
+
+def test_dropped_and_padding_tokens_never_leak_into_slots():
+    x, keys, weights, audio, valid = batch()
+    x[1, :3] = float("nan")  # garbage in the padding of row 1
+    dest, w, out_len = ops.reduce_tokens("fastv", keys, weights, audio, valid, torch.tensor([2, 2, 2]))
+    out = ops.merge_rows(x, dest, w, out_len)
+    assert torch.isfinite(out).all()
