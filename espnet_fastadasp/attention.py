@@ -65,8 +65,10 @@ def attention_received(
         allowed |= key_pos[None, None, :] == q_pos[None, :, None]  # a row always sees itself
         logits = logits.masked_fill(~allowed[:, None, None], float("-inf"))
         probs = torch.softmax(logits, dim=-1)  # (B, Hkv, G, q, K)
-        if query_valid is not None:
-            probs = probs * query_valid[:, None, None, start:stop, None].to(probs.dtype)
+        if query_valid is not None:  # where, not a product: a padding row may hold NaN
+            probs = torch.where(
+                query_valid[:, None, None, start:stop, None], probs, torch.zeros((), device=probs.device)
+            )
         out += probs.sum(dim=(1, 2, 3))
     return out
 

@@ -66,3 +66,14 @@ def test_equals_eager_attention_weights_of_the_model(checkpoint, processor):
     ours = attention_received(q, k, valid, valid, scaling, chunk_size=5)
     eager = (captured["weights"].float() * valid[:, None, :, None]).sum(dim=(1, 2))
     assert torch.allclose(ours[valid], eager[valid], rtol=1e-4, atol=1e-4)
+
+
+def test_padding_rows_holding_nan_do_not_poison_the_sums():
+    g = torch.Generator().manual_seed(1)
+    q, k = torch.randn(2, 4, 9, 8, generator=g), torch.randn(2, 2, 9, 8, generator=g)
+    valid = torch.ones(2, 9, dtype=torch.bool)
+    valid[0, :3] = False
+    q[0, :, :3] = float("nan")
+    k[0, :, :3] = float("nan")
+    got = attention_received(q, k, valid, valid, 8**-0.5, 4)
+    assert torch.isfinite(got).all() and torch.all(got[0, :3] == 0)
