@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ METHODS: tuple[str, ...] = (
     "h2o",  # evict low-attention audio entries from the KV cache only
 )
 MERGE_METHODS: frozenset[str] = frozenset({"fastadasp", "merge_avg", "random_merge", "atome"})
-EVICT_METHODS: frozenset[str] = frozenset({"fastv", "random_evict"})
 KV_ONLY_METHODS: frozenset[str] = frozenset({"h2o"})
 
 #: constant: the same fraction of the current audio tokens at every layer from start_layer on;
@@ -61,7 +60,6 @@ class ReductionConfig:
     #: ``error`` raises; ``max`` uses the most aggressive plan and logs a warning (the stats
     #: show what was achieved). Never a silent shortfall.
     unreachable: str = "error"
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -104,11 +102,7 @@ class ReductionConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["extra"] = dict(self.extra)
-        if not out["extra"]:
-            del out["extra"]
-        return out
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], **overrides: Any) -> ReductionConfig:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .config import MERGE_METHODS
+
 NEG_INF = float("-inf")
 
 
@@ -254,7 +256,7 @@ def reduce_tokens(
     audio_mask / valid_mask: (B, T) bool; k: (B,) tokens to remove per row.
     """
     B, T = audio_mask.shape
-    if method in ("fastadasp", "merge_avg", "random_merge", "atome"):
+    if method in MERGE_METHODS:
         group = merge_groups(method, keys, audio_mask, k, seeds)
         keep = valid_mask
         weight = scores if method in ("fastadasp", "random_merge") else torch.ones_like(scores)

@@ -56,6 +56,8 @@ class _Prefill:
     length: int  # the full prompt length (what layer 0 caches)
     plans: list[RowPlan]
     removals: torch.Tensor  # (B, L) long, per-layer counts (cumulative for h2o)
+    active: frozenset[int]  # layers where some row removes something
+    counts: tuple[list[int], list[int]]  # audio and total tokens per row in the current layout
     audio: torch.Tensor  # (B, T) bool
     valid: torch.Tensor  # (B, T) bool
     row_seeds: list[int]
@@ -209,23 +211,31 @@ class ReductionHandle:
         audio = (ids == self.parts.audio_token_id).to(device)
         valid = torch.ones_like(audio) if mask2d is None else mask2d[:, -length:].bool().to(device)
         audio &= valid
-        plans = self._plan(audio, valid)
-        removals = torch.tensor([p.removals for p in plans], dtype=torch.long, device=device)
+        counts = (audio.sum(-1).tolist(), valid.sum(-1).tolist())
+        plans = self._plan(*counts, audio_runs(audio).tolist())
+        removals = [list(p.removals) for p in plans]
         if self.config.method in KV_ONLY_METHODS:
             # h2o keeps the hidden states whole; layer l's cache holds as many entries as the
             # merge methods' layer l would (what entered it), so it evicts the removals before l
-            removals = removals.cumsum(-1) - removals
-        audio_counts = audio.sum(-1).tolist()
-        seeds = [hash((self.config.seed, a, int(n))) for a, n in zip(audio_counts, valid.sum(-1).tolist())]
+            removals = [[sum(r[:layer]) for layer in range(len(r))] for r in removals]
+        active = frozenset(layer for layer in range(self.dims.num_layers) if any(r[layer] for r in removals))
+        seeds = [hash((self.config.seed, a, n)) for a, n in zip(*counts)]
         self._prefill = _Prefill(
-            length=length, plans=plans, removals=removals, audio=audio, valid=valid, row_seeds=seeds
+            length=length,
+            plans=plans,
+            removals=torch.tensor(removals, dtype=torch.long, device=device),
+            active=active,
+            counts=counts,
+            audio=audio,
+            valid=valid,
+            row_seeds=seeds,
         )
 
-    def _plan(self, audio: torch.Tensor, valid: torch.Tensor) -> list[RowPlan]:
+    def _plan(self, audio_counts: list[int], totals: list[int], runs: list[int]) -> list[RowPlan]:
+        """One plan per row, from its audio tokens, total tokens and audio clips."""
         cfg = self.config
-        runs = audio_runs(audio).tolist()
         plans = []
-        for row, (a, n, r) in enumerate(zip(audio.sum(-1).tolist(), valid.sum(-1).tolist(), runs)):
+        for row, (a, n, r) in enumerate(zip(audio_counts, totals, runs)):
             if cfg.is_noop or a == 0:
                 plans.append(plan_row(a, n, r, cfg.schedule, 0.0, cfg.start_layer, self.dims.num_layers))
             elif cfg.ratio is not None:
@@ -255,8 +265,8 @@ class ReductionHandle:
         if st.position_embeddings is None:
             st.position_embeddings = kwargs.get("position_embeddings")
             st.position_ids = kwargs.get("position_ids")
-        st.audio_in.append(st.audio.sum(-1).tolist())
-        st.total_in.append(st.valid.sum(-1).tolist())
+        st.audio_in.append(st.counts[0])
+        st.total_in.append(st.counts[1])
         if not st.shortened:
             return None
         version = id(st.valid)
@@ -318,6 +328,7 @@ class ReductionHandle:
         src = slot_sources(dest, out_len)
         st.audio = gather_slots(st.audio, src, fill=False)
         st.valid = src >= 0
+        st.counts = (st.audio.sum(-1).tolist(), st.valid.sum(-1).tolist())
         st.position_embeddings = _gather_position_embeddings(st.position_embeddings, src)
         if st.position_ids is not None:
             st.position_ids = gather_slots(st.position_ids.expand(src.shape[0], -1), src, fill=0)
@@ -431,8 +442,12 @@ def _split_call(layer: nn.Module, hidden_states: torch.Tensor, kwargs: dict, bet
 def _reducing_forward(handle: ReductionHandle, idx: int, original: Callable) -> Callable:
     def forward(layer: nn.Module, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         st = handle._prefill
-        if st is None or args or not bool((st.removals[:, idx] > 0).any()):
+        if st is None or idx not in st.active:
             return original(hidden_states, *args, **kwargs)
+        if args:
+            raise UnsupportedModelError(
+                f"{type(layer).__name__} was called with positional arguments; reducing layers need keywords"
+            )
         recorder = layer.self_attn._fastadasp_recorder
         recorder.armed = True
         try:
@@ -448,7 +463,7 @@ def _kv_evicting_forward(handle: ReductionHandle, idx: int, original: Callable) 
     def forward(layer: nn.Module, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         st = handle._prefill
         cache = kwargs.get("past_key_values")
-        if st is None or cache is None or not bool((st.removals[:, idx] > 0).any()):
+        if st is None or cache is None or idx not in st.active:
             return original(hidden_states, *args, **kwargs)
         recorder = layer.self_attn._fastadasp_recorder
         recorder.armed = True

@@ -25,7 +25,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,6 @@ class TrainConfig:
     device: str = "cuda"
     bf16: bool = True
     max_utts_per_dir: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -120,39 +120,44 @@ class ResumableWriter:
 
 
 class GenerationTimer:
-    """Times the prefill (first forward of a generate call) and the decoding steps, via hooks."""
+    """Times the prefill (the first forward of a generate call) and the rest of generate.
+
+    Only the prefill's two ends synchronise the device; decoding steps run unsynchronised (a
+    sync per step would slow the very loop being measured), and ``finish()`` after generate
+    closes the decode interval with one sync.
+    """
 
     def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
-        self.calls: list[float] = []
-        self._t0 = 0.0
-        self._hooks = [
-            model.register_forward_pre_hook(self._start),
-            model.register_forward_hook(self._stop),
-        ]
+        self._t0 = self._prefill_end = self._end = None
+        self._hooks = [model.register_forward_pre_hook(self._start), model.register_forward_hook(self._stop)]
 
-    def _sync(self) -> None:
+    @staticmethod
+    def _now() -> float:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
+        return time.perf_counter()
 
     def _start(self, *_: Any) -> None:
-        self._sync()
-        self._t0 = time.perf_counter()
+        if self._t0 is None:
+            self._t0 = self._now()
 
     def _stop(self, *_: Any) -> None:
-        self._sync()
-        self.calls.append(time.perf_counter() - self._t0)
+        if self._prefill_end is None:
+            self._prefill_end = self._now()
 
     def reset(self) -> None:
-        self.calls = []
+        self._t0 = self._prefill_end = self._end = None
+
+    def finish(self) -> None:
+        self._end = self._now()
 
     @property
     def prefill_seconds(self) -> float:
-        return self.calls[0] if self.calls else 0.0
+        return self._prefill_end - self._t0 if self._prefill_end is not None else 0.0
 
     @property
     def decode_seconds(self) -> float:
-        return sum(self.calls[1:])
+        return self._end - self._prefill_end if self._end is not None and self._prefill_end is not None else 0.0
 
     def remove(self) -> None:
         for h in self._hooks:
@@ -326,6 +331,7 @@ def _decode_batch(
     timer.reset()
     with torch.no_grad():
         generated = model.generate(**enc, **gen)
+    timer.finish()
     new = generated[:, enc["input_ids"].shape[1] :]
     decoded = processor.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
     pad = processor.tokenizer.pad_token_id

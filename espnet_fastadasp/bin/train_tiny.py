@@ -26,8 +26,6 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None, help="YAML of TrainConfig fields")
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "extra":
-            continue
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         if f.name == "train_dirs":
             parser.add_argument("--train_dirs", nargs="+", default=None)
