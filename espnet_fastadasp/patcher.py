@@ -153,6 +153,21 @@ class ReductionHandle:
         self._removed = True
         self.model.__dict__.pop("_fastadasp_handle", None)
 
+    def prepare_shared_decoding(self, repeats: int, drop_last: int = 0) -> None:
+        """Decoding continues from the last prefill with ``repeats`` rows per prompt (beams sharing
+        one prompt) after the cache dropped its ``drop_last`` newest entries (to be fed again).
+
+        Called by :func:`espnet_fastadasp.shared_prompt.generate_with_shared_prompt`; the
+        shortened layers' key masks of the decoding steps then fit the cache they decode against.
+        """
+        p = self._prompt
+        if p is None:
+            return
+        stop = -drop_last if drop_last else None
+        kv_valid = {layer: valid[:, :stop].repeat_interleave(repeats, dim=0) for layer, valid in p.kv_valid.items()}
+        padded = {layer: not bool(valid.all()) for layer, valid in kv_valid.items()}
+        self._prompt = _Prompt(length=p.length - drop_last, kv_valid=kv_valid, padded=padded)
+
     def __enter__(self) -> ReductionHandle:
         return self
 

@@ -172,3 +172,47 @@ def test_bad_inputs_fail_early(tmp_path):
         bm.make_settings([4], [1], ["none", "bogus@0.3"], start_layer=2)
     with pytest.raises(bm.ConfigError, match="duplicate"):
         bm.make_settings([4], [1], ["fastv@0.3", "fastv_constant@0.3"], start_layer=2)
+
+
+def test_prompt_modes_measure_the_shared_prompt(tmp_path, tiny_model):
+    """--prompt_modes: the same reductions through generate_with_shared_prompt, ratios against plain none."""
+    data = bm.benchmark(
+        tiny_model,
+        tmp_path,
+        audio_seconds=[4],
+        beams=[3],
+        reductions=["none", "fastadasp_constant@0.3"],
+        prompt_modes=["hf", "once", "shared"],
+        new_tokens=3,
+        warmup=0,
+        repeats=1,
+        bandwidth_bytes=1 << 23,
+    )
+    by_tag = {s["setting"]: s for s in data["settings"]}
+    assert set(by_tag) == {
+        "none",
+        "fastadasp_constant@0.3",
+        "none+once",
+        "fastadasp_constant@0.3+once",
+        "none+shared",
+        "fastadasp_constant@0.3+shared",
+    }
+    assert by_tag["none+shared"]["prompt"] == "shared" and by_tag["none"]["prompt"] == "hf"
+    for tag, s in by_tag.items():
+        run = s["runs"][0]
+        assert s["error"] is None and run["new_tokens"] == 3
+        # the shared modes re-feed the last prompt token: one decoding forward more
+        assert run["decode_steps"] == (2 if s["prompt"] == "hf" else 3), tag
+    kv = {tag: s["summary"]["kv_bytes"] for tag, s in by_tag.items()}
+    assert kv["none+once"] == kv["none"]  # copied per beam: as many bytes as plain generate
+    # shared: the 144-token prompt once instead of 3 times (+ 3 generated entries per beam)
+    per_entry = kv["none"] // (3 * (144 + 2))
+    assert kv["none+shared"] == per_entry * (143 + 3 * 3)
+    assert kv["fastadasp_constant@0.3+shared"] < kv["none+shared"]
+    assert by_tag["fastadasp_constant@0.3+shared"]["summary"]["flops_reduction"] == pytest.approx(
+        by_tag["fastadasp_constant@0.3"]["summary"]["flops_reduction"]
+    )
+    assert by_tag["none+shared"]["vs_none"]["kv_ratio"] == pytest.approx(kv["none+shared"] / kv["none"])
+    assert "| none+shared |" in (tmp_path / "results.md").read_text()
+    with pytest.raises(bm.ConfigError, match="prompt_modes"):
+        bm.make_settings([4], [1], ["none"], start_layer=2, prompt_modes=["hf", "bogus"])

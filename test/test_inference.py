@@ -75,6 +75,22 @@ def test_decodes_and_writes_text_and_cost(checkpoint, tmp_path):
     assert (tmp_path / "out" / "reduction.yaml").is_file()
 
 
+def test_shared_prompt_beam_search_gives_the_same_hypotheses(checkpoint, tmp_path):
+    """--share_prompt true: same text as plain beam search (no reduction), stats per utterance."""
+    d = write_data(tmp_path, [1.0, 4.5, 0.6])  # utt1 has 3 clips (the tiny window is 2 s)
+    beams = ("--beam_size", "3", "--max_new_tokens", "6")
+    run(checkpoint, d, tmp_path / "plain", *beams, reduction=("method=none",))
+    run(checkpoint, d, tmp_path / "shared", *beams, "--share_prompt", "true", reduction=("method=none",))
+    assert read(tmp_path / "shared" / "1best_recog" / "text") == read(tmp_path / "plain" / "1best_recog" / "text")
+    run(checkpoint, d, tmp_path / "reduced", *beams, "--share_prompt", "true")
+    cost = {k: json.loads(v) for k, v in read(tmp_path / "reduced" / "1best_recog" / "cost").items()}
+    assert cost["utt1"]["clips"] == 3
+    assert cost["utt1"]["audio_tokens"] == 2 * audio_tokens(2.0) + audio_tokens(0.5)  # utt1's own row
+    assert cost["utt0"]["audio_tokens"] == audio_tokens(1.0) and 0.1 < cost["utt0"]["flops_reduction"] < 0.3
+    with pytest.raises(SystemExit):
+        run(checkpoint, d, tmp_path / "bad", "--share_prompt", "maybe")
+
+
 def test_resume_skips_finished_and_repairs_a_torn_line(checkpoint, tmp_path):
     d = write_data(tmp_path, [1.0, 1.2, 0.8, 0.9])
     out = tmp_path / "out"

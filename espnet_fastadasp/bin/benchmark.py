@@ -27,6 +27,11 @@ over all settings so that clock or thermal drift hits all of them alike:
   decoding throughput); step ms: the median time between the ends of consecutive forwards,
   which includes the work ``generate`` does between them (logits processing, beam search
   bookkeeping and the cache reorder), i.e. what one new token really costs;
+* prompt modes (``--prompt_modes``): ``hf`` is plain ``generate``; ``once`` and ``shared`` run
+  :func:`espnet_fastadasp.shared_prompt.generate_with_shared_prompt`, whose cache drops the
+  last prompt token after the prefill and ``generate`` feeds it again: ``new_tokens + 1``
+  decoding forwards (step counts one higher; tok/s and step ms are per step as always);
+  every ratio is against ``none`` under ``hf``, what users run today;
 * RTF: ``generate`` wall time / audio seconds;
 * peak GiB: ``torch.cuda.max_memory_allocated`` during ``generate`` (weights included; null
   on CPU); KV MiB: bytes of the KV cache after generation, summed over layers and rows (per
@@ -52,6 +57,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import gc
 import json
 import logging
@@ -71,10 +77,15 @@ import espnet_fastadasp as fa
 from espnet_fastadasp.config import ConfigError, parse_reduction_spec
 from espnet_fastadasp.flops import DecoderDims, full_prefill_flops
 from espnet_fastadasp.models import audio_token_id_of, speech_lm_parts
+from espnet_fastadasp.shared_prompt import SharedPromptLayer, generate_with_shared_prompt
 
 logger = logging.getLogger("espnet_fastadasp.benchmark")
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+#: How the prompt reaches the beams: ``hf`` plain ``generate`` (the prompt repeated per beam before
+#: the prefill), ``once`` prefilled once per prompt and its cache copied per beam, ``shared``
+#: prefilled once and one cache shared by the beams (:mod:`espnet_fastadasp.shared_prompt`).
+PROMPT_MODES = ("hf", "once", "shared")
 DEFAULT_REDUCTIONS = (
     "none",
     "fastadasp_constant@0.5",
@@ -124,6 +135,14 @@ def get_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=list(DEFAULT_REDUCTIONS),
         help="recipe spec strings (none, METHOD[_SCHEDULE]@FLOPS_TARGET, METHOD[_SCHEDULE]%%RATIO, a .yaml)",
+    )
+    run.add_argument(
+        "--prompt_modes",
+        nargs="+",
+        default=["hf"],
+        choices=PROMPT_MODES,
+        help="hf: plain generate (prompt repeated per beam); once: prefilled once, cache copied per beam; "
+        "shared: prefilled once, one cache shared by the beams (espnet_fastadasp.shared_prompt)",
     )
     run.add_argument("--start_layer", type=int, default=2, help="first reducing layer (once: the only one)")
     run.add_argument("--new_tokens", type=int, default=64, help="forced number of new tokens per sequence")
@@ -375,6 +394,14 @@ def kv_cache_layers(cache: Any) -> list[dict[str, int]]:
     pairs: list[tuple[torch.Tensor, torch.Tensor]]
     if layers is not None:
         pairs = [(layer.keys, layer.values) for layer in layers]
+        if any(isinstance(layer, SharedPromptLayer) for layer in layers):  # the prompt is held once
+            return [
+                {
+                    "entries": layer.get_seq_length(),
+                    "bytes": sum(t.numel() * t.element_size() for t in _shared_tensors(layer)),
+                }
+                for layer in layers
+            ]
     elif hasattr(cache, "key_cache"):
         pairs = list(zip(cache.key_cache, cache.value_cache))
     else:
@@ -386,6 +413,10 @@ def kv_cache_layers(cache: Any) -> list[dict[str, int]]:
             continue
         out.append({"entries": int(k.shape[-2]), "bytes": k.numel() * k.element_size() + v.numel() * v.element_size()})
     return out
+
+
+def _shared_tensors(layer: SharedPromptLayer) -> tuple[torch.Tensor, ...]:
+    return (layer.prompt_keys, layer.prompt_values, layer.keys, layer.values)
 
 
 class GenerateTimer:
@@ -429,6 +460,7 @@ class Setting:
     beams: int
     tag: str
     config: fa.ReductionConfig
+    prompt: str = "hf"  # one of PROMPT_MODES
 
     @property
     def group(self) -> str:
@@ -461,6 +493,10 @@ def run_once(
     )
     # "none" runs the pristine model (no hooks at all): the baseline users have today
     ctx = contextlib.nullcontext(None) if setting.config.method == "none" else fa.apply(model, setting.config)
+    if setting.prompt == "hf":
+        generate = model.generate
+    else:
+        generate = functools.partial(generate_with_shared_prompt, model, share_kv=setting.prompt == "shared")
     with ctx as handle:
         timer.reset()
         peak_base = None
@@ -469,7 +505,7 @@ def run_once(
             torch.cuda.reset_peak_memory_stats(device)
             peak_base = torch.cuda.memory_allocated(device)
         t0 = time.perf_counter()
-        out = model.generate(**inputs, **gen_kwargs)
+        out = generate(inputs, **gen_kwargs) if setting.prompt != "hf" else generate(**inputs, **gen_kwargs)
         synchronize(device)
         t1 = time.perf_counter()
         stats = handle.stats if handle is not None else None
@@ -581,7 +617,10 @@ class Results:
 
     def versus_none(self, setting: Setting, summary: dict[str, Any]) -> dict[str, Any] | None:
         """Ratios against ``none`` at the same (audio, beams): >1 means this setting is faster."""
-        base_setting = next((s for s in self.settings if s.group == setting.group and s.config.method == "none"), None)
+        base_setting = next(
+            (s for s in self.settings if s.group == setting.group and s.config.method == "none" and s.prompt == "hf"),
+            None,
+        )
         base = self.summary(base_setting) if base_setting is not None else None
         if base is None:
             return None
@@ -615,6 +654,7 @@ class Results:
                     "audio_seconds": s.audio_seconds,
                     "num_beams": s.beams,
                     "setting": s.tag,
+                    "prompt": s.prompt,
                     "config": s.config.to_dict(),
                     "inputs": self.inputs.get(s.group),
                     "error": self.errors.get(s.key),
@@ -743,15 +783,29 @@ def environment(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
 
 
 def make_settings(
-    audio_seconds: Sequence[float], beams: Sequence[int], reductions: Sequence[str], start_layer: int
+    audio_seconds: Sequence[float],
+    beams: Sequence[int],
+    reductions: Sequence[str],
+    start_layer: int,
+    prompt_modes: Sequence[str] = ("hf",),
 ) -> list[Setting]:
-    """Every (audio, beams, reduction) combination; specs are parsed once, up front, so a typo fails at once."""
+    """Every (audio, beams, reduction, prompt mode) combination; specs are parsed once, up front,
+    so a typo fails at once. A mode other than ``hf`` is tagged ``<reduction>+<mode>``."""
     # each item may itself hold several space-separated settings, as recipes write them
     reductions = [spec for item in reductions for spec in item.split()]
     parsed = [parse_reduction_spec(spec, start_layer=start_layer) for spec in reductions]
     if len({tag for tag, _ in parsed}) != len(parsed):
         raise ConfigError(f"duplicate reduction settings in {list(reductions)}")
-    return [Setting(float(a), int(b), tag, cfg) for a in audio_seconds for b in beams for tag, cfg in parsed]
+    bad = [m for m in prompt_modes if m not in PROMPT_MODES]
+    if bad or len(set(prompt_modes)) != len(prompt_modes):
+        raise ConfigError(f"--prompt_modes: each of {PROMPT_MODES} at most once; got {list(prompt_modes)}")
+    return [
+        Setting(float(a), int(b), tag if mode == "hf" else f"{tag}+{mode}", cfg, mode)
+        for a in audio_seconds
+        for b in beams
+        for mode in prompt_modes
+        for tag, cfg in parsed
+    ]
 
 
 def _free(device: torch.device) -> None:
@@ -767,6 +821,7 @@ def benchmark(
     audio_seconds: Sequence[float] = (120.0, 240.0),
     beams: Sequence[int] = (1, 5),
     reductions: Sequence[str] = DEFAULT_REDUCTIONS,
+    prompt_modes: Sequence[str] = ("hf",),
     start_layer: int = 2,
     new_tokens: int = 64,
     batch_size: int = 1,
@@ -790,7 +845,7 @@ def benchmark(
         raise ValueError("--new_tokens must be >= 2 (one from the prefill, at least one decoding step)")
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
-    settings = make_settings(audio_seconds, beams, reductions, start_layer)
+    settings = make_settings(audio_seconds, beams, reductions, start_layer, prompt_modes)
     spec = prompt_spec(model.config, hop_length, sampling_rate)
     results = Results(
         output_dir=Path(output_dir),
@@ -959,6 +1014,7 @@ def main(cmd: Sequence[str] | None = None) -> dict[str, Any]:
         audio_seconds=args.audio_seconds,
         beams=args.beams,
         reductions=args.reductions,
+        prompt_modes=args.prompt_modes,
         start_layer=args.start_layer,
         new_tokens=args.new_tokens,
         batch_size=args.batch_size,

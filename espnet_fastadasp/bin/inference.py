@@ -38,6 +38,7 @@ from tqdm import tqdm
 from espnet_fastadasp.config import ReductionConfig
 from espnet_fastadasp.data import AudioReader, DataError, batched, read_key_value, read_keys, split_windows
 from espnet_fastadasp.hf_fixes import BeamClipOrderFix
+from espnet_fastadasp.shared_prompt import generate_with_shared_prompt
 
 logger = logging.getLogger("espnet_fastadasp.inference")
 
@@ -233,6 +234,7 @@ def inference(
     attn_implementation: str | None = None,
     max_audio_seconds: float = 1800.0,
     seed: int = 0,
+    share_prompt: bool = False,
 ) -> dict[str, int]:
     """Decode every key (or those of ``key_file``) not yet in ``output_dir``; returns counts."""
     import espnet_fastadasp as fa
@@ -292,6 +294,7 @@ def inference(
                     window,
                     rate,
                     dict(num_beams=beam_size, max_new_tokens=max_new_tokens, do_sample=False),
+                    share_prompt,
                 )
                 out.write(rows)
                 bar.update(len(batch))
@@ -314,6 +317,7 @@ def _decode_batch(
     window: int,
     rate: int,
     gen: dict[str, Any],
+    share_prompt: bool = False,
 ) -> dict[str, list[tuple[str, str]]]:
     texts, audios, clips_per_utt, seconds = [], [], [], []
     for key in batch:
@@ -330,7 +334,10 @@ def _decode_batch(
         enc["input_features"] = enc["input_features"].to(model.dtype)
     timer.reset()
     with torch.no_grad():
-        generated = model.generate(**enc, **gen)
+        if share_prompt:  # one prefill per prompt, one prompt cache for all its beams
+            generated = generate_with_shared_prompt(model, enc, **gen)
+        else:
+            generated = model.generate(**enc, **gen)
     timer.finish()
     new = generated[:, enc["input_ids"].shape[1] :]
     decoded = processor.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
@@ -339,7 +346,9 @@ def _decode_batch(
     rows: dict[str, list[tuple[str, str]]] = {"text": [], "cost": []}
     for i, key in enumerate(batch):
         text = " ".join(decoded[i].split())
-        stats = handle.stats.rows[i * beams] if handle.stats is not None else None
+        # plain generate prefills every beam (stats per beam row); a shared prompt once per utterance
+        stats_row = i if share_prompt else i * beams
+        stats = handle.stats.rows[stats_row] if handle.stats is not None else None
         cost = {
             "seconds": round(seconds[i], 3),
             "clips": clips_per_utt[i],
@@ -404,7 +413,24 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--attn_implementation", default=None, choices=("sdpa", "eager"))
     parser.add_argument("--max_audio_seconds", type=float, default=1800.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--share_prompt",
+        type=str2bool,
+        default=False,
+        help="beam search: prefill each prompt once and share its KV cache across the beams "
+        "(espnet_fastadasp.shared_prompt); same hypotheses up to float rounding, far less work on long audio",
+    )
     return parser
+
+
+def str2bool(value: str) -> bool:
+    """ESPnet's boolean options: true/false (also yes/no, 1/0)."""
+    v = str(value).strip().lower()
+    if v in ("true", "yes", "1"):
+        return True
+    if v in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def parse_args(parser: argparse.ArgumentParser, cmd: Sequence[str] | None) -> argparse.Namespace:
