@@ -85,3 +85,25 @@ def test_reduces_and_batch_equals_single_runs(voxtral, method):
             single = voxtral.generate(**one, **GEN)
             width = x["input_ids"].shape[1]
             assert torch.equal(single[0, one["input_ids"].shape[1] :], out.sequences[row, width:])
+
+
+@pytest.mark.parametrize("method", ["none", "fastadasp", "fastv"])
+def test_shared_prompt_beam_search(voxtral, method):
+    """The shared-prompt beam search on a Llama decoder: same hypotheses as plain beam search.
+
+    Voxtral's clips are contiguous runs of placeholders, so plain beam search's clip scrambling
+    (see hf_fixes) cannot be undone there: multi-clip rows are compared with the cache copied per
+    beam after the same single prefill instead, which never expands the features."""
+    from espnet_fastadasp.shared_prompt import generate_with_shared_prompt
+
+    gen = dict(GEN, num_beams=3, return_dict_in_generate=True, output_scores=True)
+    cfg = fa.ReductionConfig(method=method, flops_reduction=0.3 if method != "none" else None)
+    one_clip, two_clips = inputs([1, 1], seed=5), inputs([2, 1], seed=5)
+    with fa.apply(voxtral, cfg):
+        plain = voxtral.generate(**one_clip, **gen)
+        shared = generate_with_shared_prompt(voxtral, one_clip, **gen)
+        copied2 = generate_with_shared_prompt(voxtral, two_clips, share_kv=False, **gen)
+        shared2 = generate_with_shared_prompt(voxtral, two_clips, **gen)
+    for a, b in ((shared, plain), (shared2, copied2)):
+        assert torch.equal(a.sequences, b.sequences)
+        torch.testing.assert_close(a.sequences_scores, b.sequences_scores, atol=1e-5, rtol=1e-5)
