@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -45,8 +44,6 @@ from transformers import AttentionInterface, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from .models import UnsupportedModelError, speech_lm_parts
-
-logger = logging.getLogger(__name__)
 
 SHARED_PROMPT_IMPLEMENTATION = "fastadasp_shared_prompt"
 
@@ -259,7 +256,7 @@ def generate_with_shared_prompt(
     do; the audio features are encoded once per prompt, so multi-clip prompts need no
     :class:`~espnet_fastadasp.hf_fixes.BeamClipOrderFix`.
     """
-    config = model.generation_config
+    config = generate_kwargs.get("generation_config") or model.generation_config
     beams = int(generate_kwargs.get("num_beams") or config.num_beams or 1)
     returns = int(generate_kwargs.get("num_return_sequences") or config.num_return_sequences or 1)
     if beams == 1 and returns > 1:

@@ -40,6 +40,16 @@ def test_equals_plain_generate_without_reduction(checkpoint, processor, attn, be
         assert getattr(config, "_attn_implementation", None) != SHARED_PROMPT_IMPLEMENTATION
 
 
+def test_beams_from_a_generation_config(model, processor):
+    from transformers import GenerationConfig
+
+    inputs = make_inputs(processor, BATCH_SECONDS[:2])
+    config = GenerationConfig(num_beams=3, max_new_tokens=5, do_sample=False)
+    plain = model.generate(**inputs, generation_config=config)
+    shared = generate_with_shared_prompt(model, inputs, generation_config=config)
+    assert torch.equal(shared, plain)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_equals_plain_generate_under_every_method(model, processor, method):
     """The reduced prefill sees the whole prompt, as in plain generate: same search, same stats;

@@ -57,7 +57,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import functools
 import gc
 import json
 import logging
@@ -391,17 +390,18 @@ def decode_weight_bytes(model: nn.Module) -> int:
 def kv_cache_layers(cache: Any) -> list[dict[str, int]]:
     """Per decoder layer: entries held (per row) and bytes (keys + values, all rows)."""
     layers = getattr(cache, "layers", None)
+    if layers is not None and any(isinstance(layer, SharedPromptLayer) for layer in layers):
+        # the prompt is held once per prompt, the generated tokens once per beam
+        return [
+            {
+                "entries": layer.get_seq_length(),
+                "bytes": sum(t.numel() * t.element_size() for t in _shared_tensors(layer)),
+            }
+            for layer in layers
+        ]
     pairs: list[tuple[torch.Tensor, torch.Tensor]]
     if layers is not None:
         pairs = [(layer.keys, layer.values) for layer in layers]
-        if any(isinstance(layer, SharedPromptLayer) for layer in layers):  # the prompt is held once
-            return [
-                {
-                    "entries": layer.get_seq_length(),
-                    "bytes": sum(t.numel() * t.element_size() for t in _shared_tensors(layer)),
-                }
-                for layer in layers
-            ]
     elif hasattr(cache, "key_cache"):
         pairs = list(zip(cache.key_cache, cache.value_cache))
     else:
@@ -493,10 +493,6 @@ def run_once(
     )
     # "none" runs the pristine model (no hooks at all): the baseline users have today
     ctx = contextlib.nullcontext(None) if setting.config.method == "none" else fa.apply(model, setting.config)
-    if setting.prompt == "hf":
-        generate = model.generate
-    else:
-        generate = functools.partial(generate_with_shared_prompt, model, share_kv=setting.prompt == "shared")
     with ctx as handle:
         timer.reset()
         peak_base = None
@@ -505,7 +501,10 @@ def run_once(
             torch.cuda.reset_peak_memory_stats(device)
             peak_base = torch.cuda.memory_allocated(device)
         t0 = time.perf_counter()
-        out = generate(inputs, **gen_kwargs) if setting.prompt != "hf" else generate(**inputs, **gen_kwargs)
+        if setting.prompt == "hf":
+            out = model.generate(**inputs, **gen_kwargs)
+        else:
+            out = generate_with_shared_prompt(model, inputs, share_kv=setting.prompt == "shared", **gen_kwargs)
         synchronize(device)
         t1 = time.perf_counter()
         stats = handle.stats if handle is not None else None
