@@ -5,9 +5,11 @@
 It saves the tiny model and processor with ``save_pretrained``, loads them back with
 ``from_pretrained`` / ``AutoProcessor`` (the path a real checkpoint takes), then decodes a
 padded batch of synthetic clips with every reduction method and prints, per method, the audio
-tokens left after the last layer, the achieved prefill FLOPs reduction, the KV-cache reduction
-and whether the output equals the unreduced one. The weights are random, so the text is
-noise: accuracy is measured by the mini benchmark recipe, not here.
+tokens left after the last layer, the achieved prefill FLOPs reduction, the KV-cache reduction,
+whether the output equals the unreduced one, and whether the shared-prompt beam search
+(:mod:`espnet_fastadasp.shared_prompt`: one prefill per prompt, one prompt cache for its beams)
+finds the same hypotheses as plain ``generate`` under that reduction. The weights are random, so
+the text is noise: accuracy is measured by the mini benchmark recipe, not here.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import torch
 
 import espnet_fastadasp as fa
+from espnet_fastadasp.shared_prompt import generate_with_shared_prompt
 from espnet_fastadasp.tiny import save_tiny_qwen2_audio, synthetic_audio
 
 logger = logging.getLogger("espnet_fastadasp.demo")
@@ -59,7 +62,10 @@ def main(argv: list[str] | None = None) -> None:
         gen = dict(max_new_tokens=args.max_new_tokens, num_beams=args.num_beams, do_sample=False)
         with torch.no_grad():
             reference = model.generate(**inputs, **gen)
-        print(f"\n{'method':<14}{'schedule':<10}{'audio in->out':>15}{'FLOPs red.':>12}{'KV red.':>9}  same output")
+        print(
+            f"\n{'method':<14}{'schedule':<10}{'audio in->out':>15}{'FLOPs red.':>12}{'KV red.':>9}"
+            "  same as none  shared prompt = plain"
+        )
         for method in fa.METHODS:
             schedules = ["constant", "decay", "once"] if method == "fastadasp" else ["constant"]
             for schedule in schedules:
@@ -67,11 +73,13 @@ def main(argv: list[str] | None = None) -> None:
                 cfg = fa.ReductionConfig(method=method, schedule=schedule, **amount)
                 with fa.apply(model, cfg) as handle, torch.no_grad():
                     out = model.generate(**inputs, **gen)
-                row = handle.stats.rows[0]
+                    stats = handle.stats
+                    shared = generate_with_shared_prompt(model, inputs, **gen)
+                row = stats.rows[0]
                 print(
                     f"{method:<14}{schedule:<10}{row.audio_tokens[0]:>8} -> {row.audio_tokens_out:<4}"
-                    f"{handle.stats.flops_reduction:>11.1%}{handle.stats.kv_reduction:>9.1%}  "
-                    f"{torch.equal(out, reference)}"
+                    f"{stats.flops_reduction:>11.1%}{stats.kv_reduction:>9.1%}  "
+                    f"{str(torch.equal(out, reference)):<14}{torch.equal(shared, out)}"
                 )
         if args.checkpoint:
             print(f"\ncheckpoint: {ckpt} (load it with from_pretrained like any other)")
