@@ -241,3 +241,49 @@ def test_config_file_and_cli_overrides(checkpoint, tmp_path):
         text=True,
     )
     assert proc.returncode != 0 and "batch_sise" in proc.stderr
+
+
+def test_several_settings_in_one_process_equal_separate_runs(checkpoint, tmp_path):
+    """--setting OUT=YAML (repeated): one model load, each setting's outputs as if run alone."""
+    d = write_data(tmp_path, [1.0, 1.5, 0.6])
+    cfgs = {}
+    for name, body in {"none": "method: none\n", "fv": "method: fastv\nflops_reduction: 0.3\n"}.items():
+        cfgs[name] = tmp_path / f"{name}.yaml"
+        cfgs[name].write_text(body)
+    for name, path in cfgs.items():
+        run(checkpoint, d, tmp_path / "alone" / name, "--reduction_config", str(path), reduction=())
+    base = [
+        "--model_name_or_path",
+        str(checkpoint),
+        "--data_path_and_name_and_type",
+        f"{d}/wav.scp,speech,sound",
+        "--data_path_and_name_and_type",
+        f"{d}/prompt,prompt,text",
+        "--max_new_tokens",
+        "4",
+        "--batch_size",
+        "2",
+    ]
+    settings = [a for name, path in cfgs.items() for a in ("--setting", f"{tmp_path / 'together' / name}={path}")]
+    inf.main(base + settings)
+    for name in cfgs:
+        alone, together = tmp_path / "alone" / name / "1best_recog", tmp_path / "together" / name / "1best_recog"
+        assert read(together / "text") == read(alone / "text")
+        strip = ("prefill_s", "decode_s")
+        for key, value in read(together / "cost").items():
+            a, b = json.loads(value), json.loads(read(alone / "cost")[key])
+            assert {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
+    assert json.loads(read(tmp_path / "together" / "fv" / "1best_recog" / "cost")["utt1"])["flops_reduction"] > 0.2
+    # a rerun finds both settings done
+    assert inf.inference(
+        None,
+        [f"{d}/wav.scp,speech,sound", f"{d}/prompt,prompt,text"],
+        str(checkpoint),
+        setting=[f"{tmp_path / 'together' / n}={p}" for n, p in cfgs.items()],
+    ) == {"total": 6, "skipped": 6, "decoded": 0}
+    with pytest.raises(ValueError, match="either --setting"):
+        inf.inference(str(tmp_path / "x"), [f"{d}/wav.scp,speech,sound"], str(checkpoint), setting=["a=b"])
+    with pytest.raises(ValueError, match="OUTPUT_DIR=REDUCTION_YAML"):
+        inf.inference(None, [f"{d}/wav.scp,speech,sound"], str(checkpoint), setting=["nothing"])
+    with pytest.raises(SystemExit):
+        inf.main(base)  # neither --output_dir nor --setting

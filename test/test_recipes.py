@@ -101,6 +101,20 @@ def test_librispeech_recipe(checkpoint, tmp_path):
     again = run_recipe(recipe, env, *args, "--stage", "4")
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("is done, skipping") == 6
+    # the same settings decoded two per job (model loaded once per job): the same outputs
+    grouped = run_recipe(
+        recipe, env, *args, "--stage", "4", "--stop_stage", "4", "--settings_per_job", "2", "--expdir", "exp_grouped"
+    )
+    assert grouped.returncode == 0, grouped.stderr[-3000:]
+    for tag in tags:
+        for dset in ("test_clean", "test_other"):
+            one = recipe / "exp" / checkpoint.name / f"decode_{tag}" / dset / "1best_recog" / "text"
+            two = recipe / "exp_grouped" / checkpoint.name / f"decode_{tag}" / dset / "1best_recog" / "text"
+            assert two.read_text() == one.read_text()
+    # two jobs per test set for the first two settings, then one for the third
+    logs = sorted(p.relative_to(recipe / "exp_grouped") for p in (recipe / "exp_grouped").rglob("decode.*.log"))
+    assert [str(p.parent.parent.parent.name) for p in logs].count("decode_none") == 4
+    assert [str(p.parent.parent.parent.name) for p in logs].count("decode_fastv_constant@0.2") == 4
 
 
 def test_covost2_recipe(checkpoint, tmp_path):

@@ -15,6 +15,12 @@ Writes, as ``key value`` lines flushed after every batch:
   the utterance was in) and new tokens.
 
 A rerun skips the keys already in ``text`` (a killed job loses at most the batch in flight).
+
+Several reduction settings can share one process (``--setting OUTPUT_DIR=REDUCTION_YAML``,
+repeated, instead of ``--output_dir`` / ``--reduction_config``): the model and the data are
+loaded once and each setting is decoded in turn into its own output dir. For small models,
+where starting Python and loading the model cost more than decoding, this is what keeps a
+benchmark of dozens of settings short.
 Audio longer than the model's encoder window is split into consecutive windows, each becoming
 one audio placeholder of the prompt, in order.
 """
@@ -219,7 +225,7 @@ def window_samples(processor: Any) -> int:
 
 
 def inference(
-    output_dir: str,
+    output_dir: str | None,
     data_path_and_name_and_type: Sequence[str],
     model_name_or_path: str,
     key_file: str | None = None,
@@ -235,22 +241,17 @@ def inference(
     max_audio_seconds: float = 1800.0,
     seed: int = 0,
     share_prompt: bool = False,
+    setting: Sequence[str] = (),
 ) -> dict[str, int]:
-    """Decode every key (or those of ``key_file``) not yet in ``output_dir``; returns counts."""
-    import espnet_fastadasp as fa
-
+    """Decode every key (or those of ``key_file``) not yet in each output dir; returns counts
+    (summed over the settings)."""
     if batch_size < 1 or beam_size < 1 or max_new_tokens < 1:
         raise ValueError("batch_size, beam_size and max_new_tokens must be >= 1")
-    torch.manual_seed(seed)
     device = "cuda" if ngpu > 0 else "cpu"
     if ngpu > 0 and not torch.cuda.is_available():
         raise RuntimeError("--ngpu > 0 but no CUDA device is visible")
     overrides = dict(_parse_override(o) for o in reduction)
-    cfg = (
-        ReductionConfig.load_yaml(reduction_config, **overrides)
-        if reduction_config
-        else ReductionConfig.from_dict({"method": "none", **overrides})
-    )
+    settings = _settings(output_dir, reduction_config, setting, overrides)
 
     model, processor = load_model(model_name_or_path, dtype, device, attn_implementation)
     rate = processor.feature_extractor.sampling_rate
@@ -266,16 +267,74 @@ def inference(
     elif prompt is None:
         raise DataError("no prompt: give --prompt or a prompt file in --data_path_and_name_and_type")
 
-    out = ResumableWriter(Path(output_dir) / "1best_recog", ["text", "cost"])
+    gen = dict(num_beams=beam_size, max_new_tokens=max_new_tokens, do_sample=False)
+    counts = {"total": 0, "skipped": 0, "decoded": 0}
+    for out_dir, cfg in settings:
+        torch.manual_seed(seed)  # each setting decodes as it would alone
+        done = _decode_setting(out_dir, cfg, keys, inputs, prompt, processor, model, batch_size, gen, share_prompt)
+        for name in counts:
+            counts[name] += done[name]
+    return counts
+
+
+def _settings(
+    output_dir: str | None, reduction_config: str | None, setting: Sequence[str], overrides: dict[str, Any]
+) -> list[tuple[Path, ReductionConfig]]:
+    """(output dir, reduction config) pairs, from --output_dir/--reduction_config or --setting."""
+    if setting:
+        if output_dir or reduction_config:
+            raise ValueError("give either --setting (repeated) or --output_dir/--reduction_config, not both")
+        pairs = []
+        for item in setting:
+            out, sep, cfg_path = item.partition("=")
+            if not sep or not out or not cfg_path:
+                raise ValueError(f"--setting {item!r}: want OUTPUT_DIR=REDUCTION_YAML")
+            pairs.append((out, cfg_path))
+    elif output_dir:
+        pairs = [(output_dir, reduction_config)]
+    else:
+        raise ValueError("--output_dir (or --setting OUTPUT_DIR=REDUCTION_YAML) is required")
+    dirs = [p for p, _ in pairs]
+    if len(set(dirs)) != len(dirs):
+        raise ValueError(f"two settings write to the same output dir: {dirs}")
+    return [
+        (
+            Path(out),
+            ReductionConfig.load_yaml(cfg_path, **overrides)
+            if cfg_path
+            else ReductionConfig.from_dict({"method": "none", **overrides}),
+        )
+        for out, cfg_path in pairs
+    ]
+
+
+def _decode_setting(
+    output_dir: Path,
+    cfg: ReductionConfig,
+    keys: Sequence[str],
+    inputs: Inputs,
+    prompt: str | None,
+    processor: Any,
+    model: Any,
+    batch_size: int,
+    gen: dict[str, Any],
+    share_prompt: bool,
+) -> dict[str, int]:
+    """Decode the keys not yet in ``output_dir`` under ``cfg``; the model is restored after."""
+    import espnet_fastadasp as fa
+
+    out = ResumableWriter(output_dir / "1best_recog", ["text", "cost"])
     todo = [k for k in keys if k not in out.done]
     logger.info(
-        "%d utterances, %d already done, %d to decode; reduction: %s",
+        "%s: %d utterances, %d already done, %d to decode; reduction: %s",
+        output_dir,
         len(keys),
         len(out.done),
         len(todo),
         cfg.to_dict(),
     )
-    (Path(output_dir) / "reduction.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    (output_dir / "reduction.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    rate = processor.feature_extractor.sampling_rate
     handle = fa.apply(model, cfg)
     clip_fix = BeamClipOrderFix(model)  # transformers scrambles multi-clip prompts under beam search
     timer = GenerationTimer(model)
@@ -293,7 +352,7 @@ def inference(
                     timer,
                     window,
                     rate,
-                    dict(num_beams=beam_size, max_new_tokens=max_new_tokens, do_sample=False),
+                    gen,
                     share_prompt,
                 )
                 out.write(rows)
@@ -386,7 +445,15 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=str, default=None, help="YAML with defaults for any option below")
     parser.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--output_dir", default=None, help="where 1best_recog/{text,cost} go")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="OUTPUT_DIR=REDUCTION_YAML",
+        help="decode several reduction settings in one process (repeat; replaces --output_dir and "
+        "--reduction_config): the model and data are loaded once",
+    )
     parser.add_argument(
         "--data_path_and_name_and_type",
         action="append",
@@ -449,6 +516,8 @@ def parse_args(parser: argparse.ArgumentParser, cmd: Sequence[str] | None) -> ar
             parser.error(f"--{name} is required (on the command line or in --config)")
     if not args.data_path_and_name_and_type:
         parser.error("--data_path_and_name_and_type is required")
+    if not args.output_dir and not args.setting:
+        parser.error("--output_dir (or --setting OUTPUT_DIR=REDUCTION_YAML, repeated) is required")
     return args
 
 

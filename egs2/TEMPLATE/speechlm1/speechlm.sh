@@ -19,6 +19,8 @@ min() { if [ "$1" -lt "$2" ]; then echo "$1"; else echo "$2"; fi; }
 stage=1
 stop_stage=10000
 nj=4                  # decoding jobs per (setting, test set)
+settings_per_job=1    # reduction settings one decoding job runs in turn, loading the model once
+                      # (raise it for small models, where start-up costs more than decoding)
 gpu_inference=false   # run decoding on GPUs (uses cuda_cmd, one GPU per job)
 python=python3
 expdir=exp
@@ -48,6 +50,7 @@ Usage: $0 --task <asr|st|cls> --test_sets "<sets>" --model_name_or_path <model> 
 Options:
     --stage, --stop_stage   # stages (1 data, 2 check, 3 select layer, 4 decode, 5 score, 6 report) (${stage}, ${stop_stage})
     --nj                    # decoding jobs per setting and test set (${nj})
+    --settings_per_job      # reduction settings decoded in turn by one job, model loaded once (${settings_per_job})
     --gpu_inference         # decode on GPUs (${gpu_inference})
     --task                  # asr, st or cls (${task})
     --test_sets             # data dirs to decode (${test_sets})
@@ -129,28 +132,43 @@ fi
 current_stage=4
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     [ -n "${model_name_or_path}" ] || { log "--model_name_or_path is required for decoding"; exit 2; }
+    [ "${settings_per_job}" -ge 1 ] || { log "--settings_per_job must be >= 1"; exit 2; }
+    # every setting's tag and reduction YAML, resolved once
+    spec_dir=$(mktemp -d)
+    tags=()
     for spec in ${reductions}; do
-        spec_yaml=$(mktemp)
-        tag=$(${python} -m espnet_fastadasp.bin.reduction_spec "${spec}" --output "${spec_yaml}" \
-              --start_layer "${start_layer}" ${sparse_layer:+--sparse_layer "${sparse_layer}"})
-        for dset in ${test_sets}; do
-            dir=${model_dir}/decode_${tag}/${dset}
+        tags+=("$(${python} -m espnet_fastadasp.bin.reduction_spec "${spec}" --output "${spec_dir}/${#tags[@]}.yaml" \
+                  --start_layer "${start_layer}" ${sparse_layer:+--sparse_layer "${sparse_layer}"})")
+    done
+    for dset in ${test_sets}; do
+        pending=()
+        for i in "${!tags[@]}"; do
+            dir=${model_dir}/decode_${tags[i]}/${dset}
             if [ -f "${dir}/.done" ]; then
                 log "Stage 4: ${dir} is done, skipping"
                 continue
             fi
-            log "Stage 4: decoding ${dset} with ${spec} -> ${dir}"
-            logdir=${dir}/logdir
-            mkdir -p "${logdir}"
-            cp "${spec_yaml}" "${dir}/reduction.yaml"
-            key_file=data/${dset}/wav.scp
-            [ -f "data/${dset}/segments" ] && key_file=data/${dset}/segments
-            _nj=$(min "${nj}" "$(wc -l < "${key_file}")")
+            mkdir -p "${dir}/logdir"
+            cp "${spec_dir}/${i}.yaml" "${dir}/reduction.yaml"
+            pending+=("${dir}")
+        done
+        key_file=data/${dset}/wav.scp
+        [ -f "data/${dset}/segments" ] && key_file=data/${dset}/segments
+        _nj=$(min "${nj}" "$(wc -l < "${key_file}")")
+        for ((g = 0; g < ${#pending[@]}; g += settings_per_job)); do
+            group=("${pending[@]:g:settings_per_job}")
+            # the jobs' keys and logs live in the group's first decode dir
+            logdir=${group[0]}/logdir
             split_scps=()
             for n in $(seq "${_nj}"); do
                 split_scps+=("${logdir}/keys.${n}.scp")
             done
             split_scp.py "${key_file}" "${split_scps[@]}"
+            setting_args=()
+            for dir in "${group[@]}"; do
+                log "Stage 4: decoding ${dset} with $(basename "$(dirname "${dir}")" | sed 's/^decode_//') -> ${dir}"
+                setting_args+=(--setting "${dir}/logdir/output.JOB=${dir}/reduction.yaml")
+            done
             # shellcheck disable=SC2086
             ${_cmd} --gpu "${ngpu}" JOB=1:"${_nj}" "${logdir}"/decode.JOB.log \
                 ${python} -m espnet_fastadasp.bin.inference \
@@ -160,19 +178,20 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
                     --data_path_and_name_and_type "data/${dset}/prompt,prompt,text" \
                     --key_file "${logdir}"/keys.JOB.scp \
                     --model_name_or_path "${model_name_or_path}" \
-                    --reduction_config "${dir}/reduction.yaml" \
-                    --output_dir "${logdir}"/output.JOB \
+                    "${setting_args[@]}" \
                     ${inference_args}
-            mkdir -p "${dir}/1best_recog"
-            for f in text cost; do
-                for n in $(seq "${_nj}"); do
-                    cat "${logdir}/output.${n}/1best_recog/${f}"
-                done | sort -k1,1 > "${dir}/1best_recog/${f}"
+            for dir in "${group[@]}"; do
+                mkdir -p "${dir}/1best_recog"
+                for f in text cost; do
+                    for n in $(seq "${_nj}"); do
+                        cat "${dir}/logdir/output.${n}/1best_recog/${f}"
+                    done | sort -k1,1 > "${dir}/1best_recog/${f}"
+                done
+                touch "${dir}/.done"
             done
-            touch "${dir}/.done"
         done
-        rm -f "${spec_yaml}"
     done
+    rm -rf "${spec_dir}"
 fi
 
 current_stage=5

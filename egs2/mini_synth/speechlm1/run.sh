@@ -30,5 +30,6 @@ done
     --select_layer_set lang_dev \
     --select_layer_opts "--flops_reduction 0.5 --num_utts 32" \
     --nj 2 \
+    --settings_per_job 100 \
     --decode_config conf/decode.yaml \
     "$@"
