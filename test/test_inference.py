@@ -40,9 +40,9 @@ def write_data(root, seconds, rates=None, prompt=PROMPT):
 
 
 def run(checkpoint, d, out, *extra, reduction=("method=fastadasp", "flops_reduction=0.2")):
-    args = [
-        "--output_dir",
-        str(out),
+    """bin/inference.py on data dir ``d`` (``out=None``: the output dirs come in ``extra``)."""
+    args = [] if out is None else ["--output_dir", str(out)]
+    args += [
         "--model_name_or_path",
         str(checkpoint),
         "--data_path_and_name_and_type",
@@ -252,20 +252,8 @@ def test_several_settings_in_one_process_equal_separate_runs(checkpoint, tmp_pat
         cfgs[name].write_text(body)
     for name, path in cfgs.items():
         run(checkpoint, d, tmp_path / "alone" / name, "--reduction_config", str(path), reduction=())
-    base = [
-        "--model_name_or_path",
-        str(checkpoint),
-        "--data_path_and_name_and_type",
-        f"{d}/wav.scp,speech,sound",
-        "--data_path_and_name_and_type",
-        f"{d}/prompt,prompt,text",
-        "--max_new_tokens",
-        "4",
-        "--batch_size",
-        "2",
-    ]
     settings = [a for name, path in cfgs.items() for a in ("--setting", f"{tmp_path / 'together' / name}={path}")]
-    inf.main(base + settings)
+    run(checkpoint, d, None, *settings, reduction=())
     for name in cfgs:
         alone, together = tmp_path / "alone" / name / "1best_recog", tmp_path / "together" / name / "1best_recog"
         assert read(together / "text") == read(alone / "text")
@@ -286,4 +274,4 @@ def test_several_settings_in_one_process_equal_separate_runs(checkpoint, tmp_pat
     with pytest.raises(ValueError, match="OUTPUT_DIR=REDUCTION_YAML"):
         inf.inference(None, [f"{d}/wav.scp,speech,sound"], str(checkpoint), setting=["nothing"])
     with pytest.raises(SystemExit):
-        inf.main(base)  # neither --output_dir nor --setting
+        run(checkpoint, d, None)  # neither --output_dir nor --setting
