@@ -518,7 +518,7 @@ def apply(model: nn.Module, config: ReductionConfig | None = None, **overrides: 
     handle = ReductionHandle(model, config, parts)
     handle._install()
     model._fastadasp_handle = handle
-    logger.info(
+    logger.debug(
         "FastAdaSP: %s/%s from layer %d on %s (%d layers, reducing at %s)",
         config.method,
         config.schedule,

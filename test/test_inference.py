@@ -275,3 +275,29 @@ def test_several_settings_in_one_process_equal_separate_runs(checkpoint, tmp_pat
         inf.inference(None, [f"{d}/wav.scp,speech,sound"], str(checkpoint), setting=["nothing"])
     with pytest.raises(SystemExit):
         run(checkpoint, d, None)  # neither --output_dir nor --setting
+
+
+def test_audio_encoder_memo_reuses_only_equal_inputs(checkpoint):
+    import torch
+
+    model, processor = inf.load_model(str(checkpoint), "float32", "cpu", None)
+    enc = processor(
+        text=["<|im_start|><|audio_bos|><|AUDIO|><|audio_eos|>x<|im_end|>"] * 2,
+        audio=[synthetic_audio(1.0, 0), synthetic_audio(1.3, 1)],
+        return_tensors="pt",
+        padding=True,
+        sampling_rate=16000,
+    )
+    with torch.no_grad():
+        plain = model(**enc).logits
+        memo = inf.AudioEncoderMemo(model)
+        first = model(**enc).logits
+        again = model(**{k: v.clone() for k, v in enc.items()}).logits  # equal values, new tensors
+        assert memo.hits == 1
+        other = dict(enc, input_features=enc["input_features"] + 0.1)
+        changed = model(**other).logits
+        assert memo.hits == 1  # different features: the encoder ran
+        memo.remove()
+        assert "forward" not in memo.encoder.__dict__
+        assert torch.equal(model(**other).logits, changed)
+    assert torch.equal(first, plain) and torch.equal(again, plain) and not torch.equal(changed, plain)
