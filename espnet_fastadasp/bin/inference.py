@@ -18,9 +18,11 @@ A rerun skips the keys already in ``text`` (a killed job loses at most the batch
 
 Several reduction settings can share one process (``--setting OUTPUT_DIR=REDUCTION_YAML``,
 repeated, instead of ``--output_dir`` / ``--reduction_config``): the model and the data are
-loaded once and each setting is decoded in turn into its own output dir. For small models,
+loaded once, and batch by batch each setting decodes into its own output dir. For small models,
 where starting Python and loading the model cost more than decoding, this is what keeps a
-benchmark of dozens of settings short.
+benchmark of dozens of settings short. The audio encoder then runs once per batch (no reduction
+touches it), so only the first setting's ``prefill_s`` includes it: compare timings from
+single-setting runs.
 Audio longer than the model's encoder window is split into consecutive windows, each becoming
 one audio placeholder of the prompt, in order.
 """
