@@ -14,6 +14,11 @@ Design choices, and why:
 * the loss is averaged per *sample* (over its answer tokens), then over the batch: short
   classification answers would otherwise be drowned by the long ASR transcripts;
 * only the answer (and the closing end-of-turn token) is supervised; the prompt is context;
+* an optional CTC loss (``ctc_weight``, the hybrid CTC/attention recipe of ESPnet) reads the
+  transcript straight off the audio tokens of ASR utterances, through a linear head that exists
+  only during training (it is not saved: the checkpoint is a plain Qwen2-Audio). It gives the
+  encoder a per-frame signal from the first step; without it a prototype spent its first 60-70k
+  samples on a plateau where the LLM ignored the audio, which a CPU cannot afford;
 * training stops at ``max_steps`` or ``max_minutes``, whichever comes first, logging the loss
   curve to ``train_log.jsonl`` as it goes.
 """
@@ -70,6 +75,10 @@ class TrainConfig:
     device: str = "cuda"
     bf16: bool = True
     max_utts_per_dir: int | None = None
+    ctc_weight: float = 0.0  # weight of the auxiliary CTC loss on ASR utterances (0: off)
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+    save_every_minutes: float | None = None  # also save the checkpoint as training goes
+    init_from: str | None = None  # go on training this checkpoint (weights only; a fresh optimizer)
 
 
 @dataclass
@@ -78,6 +87,7 @@ class Example:
     prefix: str
     suffix: str
     answer: str
+    is_asr: bool = False  # the answer is the spoken transcript (the CTC target)
 
 
 def load_examples(dirs: list[str], max_per_dir: int | None, sampling_rate: int) -> list[Example]:
@@ -89,10 +99,12 @@ def load_examples(dirs: list[str], max_per_dir: int | None, sampling_rate: int) 
         text = read_key_value(d / "text")
         prompts = read_key_value(d / "prompt", allow_empty_value=False)
         keys = reader.keys()[: max_per_dir or None]
+        task_file = d / "task"
+        is_asr = (task_file.read_text().strip() if task_file.is_file() else d.name.split("_")[0]) == "asr"
         for key in tqdm(keys, desc=f"load {d.name}", unit="utt", leave=False, disable=None):
             prefix, _, suffix = prompts[key].replace("\\n", "\n").partition("{audio}")
             wave = np.clip(reader(key) * 32767, -32768, 32767).astype(np.int16)
-            out.append(Example(wave, prefix, suffix, text[key]))
+            out.append(Example(wave, prefix, suffix, text[key], is_asr))
         logger.info("%s: %d utterances", d, len(keys))
     return out
 
@@ -131,6 +143,17 @@ def build_model_and_processor(cfg: TrainConfig) -> tuple[Any, Any]:
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     return model, processor
+
+
+def load_for_training(path: str) -> tuple[Any, Any]:
+    """A saved checkpoint and its processor, to train further (its own shape wins over the config's)."""
+    from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+
+    if not (Path(path) / "config.json").is_file():
+        raise FileNotFoundError(f"init_from={path!r}: no config.json there (a dir written by train_tiny)")
+    model = Qwen2AudioForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+    logger.info("init_from %s: its architecture is used, the config's shape fields are ignored", path)
+    return model, AutoProcessor.from_pretrained(path)
 
 
 def audio_token_count(mel_frames: torch.Tensor) -> torch.Tensor:
@@ -184,7 +207,10 @@ class Batcher:
             input_ids[i, : len(r)] = torch.tensor(r)
             label_t[i, : len(r)] = torch.tensor(lab)
             mask[i, : len(r)] = 1
+        ctc = [self.encode(e.answer) if e.is_asr else [] for e in examples]
         return {
+            "ctc_targets": [torch.tensor(t, dtype=torch.long) for t in ctc],
+            "audio_lengths": torch.tensor(n_audio, dtype=torch.long),
             "input_ids": input_ids.to(self.device),
             "attention_mask": mask.to(self.device),
             "labels": label_t.to(self.device),
@@ -204,6 +230,65 @@ def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return ((tok_loss * valid).sum(-1) / valid.sum(-1).clamp(min=1)).mean()
 
 
+def submodule(model: Any, name: str) -> torch.nn.Module:
+    """``model.<name>`` on transformers 4.x, ``model.model.<name>`` on 5.x (where it moved)."""
+    for owner in (model, getattr(model, "model", None)):
+        module = getattr(owner, name, None) if owner is not None else None
+        if isinstance(module, torch.nn.Module):
+            return module
+    raise AttributeError(f"{type(model).__name__} has no {name} (nor model.{name})")
+
+
+class AudioCTC(torch.nn.Module):
+    """Training-only CTC head on the audio tokens the LLM receives (the projector's output).
+
+    A forward hook on ``multi_modal_projector`` keeps its output of the model's own forward pass,
+    so the audio is encoded once; :meth:`loss` then scores the ASR rows of the batch. Blank is the
+    extra class ``vocab_size``.
+    """
+
+    def __init__(self, model: Any, vocab_size: int) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(model.config.text_config.hidden_size, vocab_size + 1)
+        self.blank = vocab_size
+        self._audio: torch.Tensor | None = None
+        self._hook = submodule(model, "multi_modal_projector").register_forward_hook(self._keep)
+
+    def _keep(self, module: torch.nn.Module, args: Any, output: torch.Tensor) -> None:
+        self._audio = output
+
+    def loss(self, targets: list[torch.Tensor], audio_lengths: torch.Tensor) -> torch.Tensor | None:
+        """Mean CTC loss per ASR row (normalised by target length); None if the batch has none."""
+        rows = [i for i, t in enumerate(targets) if len(t)]
+        audio, self._audio = self._audio, None
+        if not rows or audio is None:
+            return None
+        logp = self.head(audio[rows].float()).log_softmax(-1).transpose(0, 1)  # (T, N, C)
+        tgt = [targets[i] for i in rows]
+        return torch.nn.functional.ctc_loss(
+            logp,
+            torch.cat(tgt).to(logp.device),
+            audio_lengths[rows].clamp(max=logp.shape[0]),
+            torch.tensor([len(t) for t in tgt]),
+            blank=self.blank,
+            reduction="mean",
+            zero_infinity=True,
+        )
+
+    def remove(self) -> None:
+        self._hook.remove()
+
+
+def save_checkpoint(model: Any, processor: Any, cfg: TrainConfig, out: Path) -> None:
+    """model + processor (``from_pretrained``-loadable) and the config that trained them."""
+    was_training = model.training
+    model.eval()
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    (out / "train_config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+    model.train(was_training)
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train, save the checkpoint (model + processor + config + loss curve), return its dir."""
     random.seed(cfg.seed)
@@ -211,15 +296,22 @@ def train(cfg: TrainConfig) -> Path:
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, processor = build_model_and_processor(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.init_from:
+        model, processor = load_for_training(cfg.init_from)
+    else:
+        model, processor = build_model_and_processor(cfg)
     model.to(cfg.device).train()
+    ctc = AudioCTC(model, len(processor.tokenizer)).to(cfg.device) if cfg.ctc_weight > 0 else None
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("model: %.2fM parameters; device %s", n_params / 1e6, cfg.device)
     examples = load_examples(cfg.train_dirs, cfg.max_utts_per_dir, processor.feature_extractor.sampling_rate)
     if not examples:
         raise ValueError(f"no training utterances in {cfg.train_dirs}")
     batcher = Batcher(processor, cfg.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    params = list(model.parameters()) + (list(ctc.parameters()) if ctc is not None else [])
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
 
     def lr_at(step: int) -> float:
         if step < cfg.warmup_steps:
@@ -232,7 +324,10 @@ def train(cfg: TrainConfig) -> Path:
     t0 = time.time()
     order: list[int] = []
     step = 0
-    running = []
+    running: list[float] = []
+    running_ce: list[float] = []  # the answer's cross-entropy alone (loss = ce + ctc_weight * ctc)
+    running_ctc: list[float] = []
+    last_save = t0
     with log_path.open("w") as log, tqdm(total=cfg.max_steps, desc="train", unit="step", disable=None) as bar:
         while step < cfg.max_steps and (time.time() - t0) / 60 < cfg.max_minutes:
             if len(order) < cfg.batch_size:
@@ -240,14 +335,21 @@ def train(cfg: TrainConfig) -> Path:
             idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
             batch = batcher([examples[i] for i in idx])
             labels = batch.pop("labels")
+            ctc_targets, audio_lengths = batch.pop("ctc_targets"), batch.pop("audio_lengths")
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
                 logits = model(**batch).logits
             loss = per_sample_loss(logits, labels)
+            running_ce.append(loss.item())
+            if ctc is not None:
+                ctc_loss = ctc.loss(ctc_targets, audio_lengths)
+                if ctc_loss is not None:
+                    running_ctc.append(ctc_loss.item())
+                    loss = loss + cfg.ctc_weight * ctc_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             step += 1
             running.append(loss.item())
@@ -260,10 +362,19 @@ def train(cfg: TrainConfig) -> Path:
                     "lr": lr_at(step - 1),
                     "minutes": (time.time() - t0) / 60,
                 }
+                if running_ctc:
+                    entry["ce_loss"] = float(np.mean(running_ce))
+                    entry["ctc_loss"] = float(np.mean(running_ctc))
                 log.write(json.dumps(entry) + "\n")
                 log.flush()
                 bar.set_postfix(loss=f"{entry['loss']:.3f}")
-                running = []
+                running, running_ce, running_ctc = [], [], []
+            if cfg.save_every_minutes and (time.time() - last_save) / 60 >= cfg.save_every_minutes:
+                save_checkpoint(model, processor, cfg, out)
+                last_save = time.time()
+                logger.info("step %d: checkpoint saved to %s", step, out)
+    if ctc is not None:
+        ctc.remove()
     if running:
         with log_path.open("a") as log:
             log.write(
@@ -278,10 +389,9 @@ def train(cfg: TrainConfig) -> Path:
                 )
                 + "\n"
             )
-    model.eval().to("cpu")
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    (out / "train_config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+    model.to("cpu")
+    save_checkpoint(model, processor, cfg, out)
+    model.eval()
     plot_loss(log_path, out / "loss.png")
     logger.info(
         "trained %d steps (%d samples) in %.1f min -> %s", step, step * cfg.batch_size, (time.time() - t0) / 60, out
@@ -303,7 +413,11 @@ def plot_loss(log_path: Path, png: Path) -> None:
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["samples"] for r in rows], [r["loss"] for r in rows])
+    x = [r["samples"] for r in rows]
+    ax.plot(x, [r["loss"] for r in rows], label="loss")
+    if any("ctc_loss" in r for r in rows):  # loss = answer cross-entropy + ctc_weight * CTC
+        ax.plot(x, [r.get("ctc_loss", np.nan) for r in rows], label="CTC (ASR rows)", alpha=0.7)
+        ax.legend()
     ax.set_xlabel("training samples")
     ax.set_ylabel("loss (per-sample mean)")
     ax.set_yscale("log")

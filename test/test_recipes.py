@@ -26,7 +26,7 @@ def recipe_copy(name: str, tmp: Path) -> Path:
     dst = tmp / "egs2" / name / "speechlm1"
     dst.mkdir(parents=True)
     for item in src.iterdir():
-        if item.name in ("data", "exp", "RESULTS.md"):
+        if item.name in ("data", "exp", "RESULTS.md", "RESULTS_tradeoff.png"):
             continue
         if item.is_symlink():
             (dst / item.name).symlink_to(item.resolve())
@@ -282,6 +282,16 @@ def test_mini_synth_recipe_trains_and_runs_on_cpu(tmp_path):
     sets = ["asr_test", "lang_test", "gender_test", "rate_test", "nspk_test"]
     results = check_outputs(recipe, "tiny_qwen2_audio", ["none", "fastadasp_constant@0.2"], sets, "wer")
     assert "| accuracy | uar |" in results.replace("setting | ", "")  # the sparse tasks are scored as classification
+    # the verdict on the benchmark's questions and the Transfer Entropy choice validated on every
+    # sparse task, appended to RESULTS.md once
+    assert results.count("## Verdict") == 1 and "| without reduction: ASR WER <= 10 %" in results
+    assert results.count("## Transfer Entropy layer selection, validated at 50 % FLOPs reduction") == 1
+    assert results.count("## Transfer Entropy layer selection, validated at 30 % FLOPs reduction") == 1
+    assert "(RESULTS_tradeoff.png)" in results and (recipe / "RESULTS_tradeoff.png").is_file()
+    for t in ("lang", "gender", "rate", "nspk"):
+        te = json.loads((recipe / "exp" / "tiny_qwen2_audio" / "te_validation_0.5" / t / "te.json").read_text())
+        assert "validation" in te and all("accuracy" in row for row in te["layers"])
+        assert f"| {t} | {te['chosen_layer']} |" in results
     score = json.loads(
         (recipe / "exp" / "tiny_qwen2_audio" / "decode_none" / "lang_test" / "score" / "score.json").read_text()
     )

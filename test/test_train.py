@@ -10,7 +10,15 @@ import torch
 from espnet_fastadasp import corpora
 from espnet_fastadasp.bin import train_tiny
 from espnet_fastadasp.tiny import synthetic_audio
-from espnet_fastadasp.train import per_sample_loss
+from espnet_fastadasp.train import (
+    AudioCTC,
+    Batcher,
+    Example,
+    TrainConfig,
+    build_model_and_processor,
+    per_sample_loss,
+    submodule,
+)
 
 
 def test_per_sample_loss_weights_samples_equally():
@@ -68,10 +76,18 @@ def test_trains_a_few_steps_on_cpu_and_saves_a_loadable_checkpoint(tmp_path):
             "2",
             "--warmup_steps",
             "2",
+            "--ctc_weight",
+            "0.5",
+            "--threads",
+            "1",
         ]
     )
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4] and all(r["loss"] > 0 for r in log)
+    # every logged pair of batches held ASR rows; loss = ce + 0.5 * ctc
+    assert all(abs(r["loss"] - r["ce_loss"] - 0.5 * r["ctc_loss"]) < 1e-4 for r in log)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["architectures"] == ["Qwen2AudioForConditionalGeneration"]
     assert (out / "loss.png").is_file() and (out / "train_config.yaml").is_file() and (out / "command.txt").is_file()
     from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
@@ -86,3 +102,62 @@ def test_trains_a_few_steps_on_cpu_and_saves_a_loadable_checkpoint(tmp_path):
         sampling_rate=16000,
     )
     assert model.generate(**inputs, max_new_tokens=2).shape[1] >= inputs["input_ids"].shape[1] + 1
+
+    # go on training the checkpoint: its weights are the starting point, its shape wins
+    more = tmp_path / "more"
+    train_tiny.main(
+        ["--train_dirs", *dirs, "--output_dir", str(more), "--device", "cpu", "--max_steps", "1"]
+        + ["--batch_size", "2", "--init_from", str(out), "--hidden", "64", "--lr", "0"]
+    )
+    again = Qwen2AudioForConditionalGeneration.from_pretrained(more)
+    assert again.config.text_config.hidden_size == 32
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), name  # lr 0: the weights came through unchanged
+
+
+def _tiny_cfg(tmp_path) -> TrainConfig:
+    return TrainConfig(
+        train_dirs=[],
+        output_dir=str(tmp_path),
+        n_mels=16,
+        window_seconds=2,
+        encoder_dim=32,
+        encoder_layers=1,
+        encoder_heads=2,
+        encoder_ffn=64,
+        hidden=32,
+        heads=2,
+        kv_heads=1,
+        ffn=64,
+        device="cpu",
+    )
+
+
+def test_ctc_loss_reads_the_asr_rows_and_trains_the_encoder(tmp_path):
+    import numpy as np
+
+    model, processor = build_model_and_processor(_tiny_cfg(tmp_path))
+    ctc = AudioCTC(model, len(processor.tokenizer))
+    wave = (synthetic_audio(1.2, 0) * 20000).astype(np.int16)
+    examples = [
+        Example(wave, "<|im_start|>", "asr<|im_end|>", "hello world", is_asr=True),
+        Example(wave[:8000], "<|im_start|>", "gender<|im_end|>", "male", is_asr=False),
+    ]
+    batch = Batcher(processor, "cpu")(examples)
+    assert [len(t) for t in batch["ctc_targets"]] == [len("hello world"), 0]
+    assert batch["audio_lengths"].tolist() == [30, 12]  # Qwen2-Audio's count for 120 and 50 mel frames
+    targets, lengths = batch.pop("ctc_targets"), batch.pop("audio_lengths")
+    batch.pop("labels")
+    model(**batch)
+    loss = ctc.loss(targets, lengths)
+    assert loss is not None and torch.isfinite(loss) and loss > 0
+    loss.backward()
+    assert submodule(model, "audio_tower").conv1.weight.grad.abs().sum() > 0  # the signal reaches the encoder
+    assert (
+        submodule(model, "language_model").layers[0].self_attn.q_proj.weight.grad is None
+    )  # and only the encoder side
+    model(**batch)
+    assert ctc.loss([torch.tensor([]), torch.tensor([])], lengths) is None  # no ASR row: no CTC term
+    ctc.remove()
+    model(**batch)
+    assert ctc._audio is None  # the hook is gone

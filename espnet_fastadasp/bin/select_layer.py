@@ -104,6 +104,48 @@ def decode_accuracy(
     return float(score_classification({k: refs[k] for k in hyps}, hyps, labels=labels)["accuracy"])
 
 
+def validate(
+    rows: list[dict[str, Any]],
+    chosen: int,
+    model: Any,
+    data_dir: Path,
+    processor: Any,
+    base: ReductionConfig,
+    batch_size: int,
+    max_new_tokens: int,
+    labels: list[str] | None,
+) -> dict[str, Any]:
+    """Decode ``data_dir`` with the reduction at every ranked layer; compare accuracy with TE.
+
+    Adds ``accuracy`` to each row. A layer where some utterance of ``data_dir`` cannot reach the
+    target (a short clip, a deep layer) gets ``accuracy: None`` and the reason, and is left out
+    of the comparison: decoding it with a weaker reduction would not be the same FLOPs.
+    """
+    for row in rows:
+        try:
+            row["accuracy"] = decode_accuracy(
+                model, data_dir, processor, base.replace(start_layer=row["layer"]), batch_size, max_new_tokens, labels
+            )
+        except ConfigError as exc:
+            logger.warning("layer %d not validated: %s", row["layer"], exc)
+            row["accuracy"], row["validation_skipped"] = None, str(exc)
+    scored = [r for r in rows if r["accuracy"] is not None]
+    if not scored:
+        return {"data_dir": str(data_dir), "error": "the target is unreachable on the validation set at every layer"}
+    accs = {r["layer"]: r["accuracy"] for r in scored}
+    best = max(accs.values())
+    chosen_acc = accs.get(chosen)
+    return {
+        "data_dir": str(data_dir),
+        "spearman_te_vs_accuracy": spearman([r["te"] for r in scored], [r["accuracy"] for r in scored]),
+        "layers_validated": sorted(accs),
+        "best_layer": max(accs, key=lambda k: (accs[k], -k)),
+        "best_accuracy": best,
+        "chosen_accuracy": chosen_acc,
+        "chosen_within_1_point": None if chosen_acc is None else best - chosen_acc <= 1.0,
+    }
+
+
 def select_layer(
     model_name_or_path: str,
     data_dir: str,
@@ -171,23 +213,9 @@ def select_layer(
         ],
     }
     if validate_dir:
-        for row in result["layers"]:
-            cfg = base.replace(start_layer=row["layer"])
-            row["accuracy"] = decode_accuracy(
-                model, Path(validate_dir), processor, cfg, batch_size, max_new_tokens, labels
-            )
-        accs = {r["layer"]: r["accuracy"] for r in result["layers"]}
-        best = max(accs.values())
-        result["validation"] = {
-            "data_dir": validate_dir,
-            "spearman_te_vs_accuracy": spearman(
-                [r["te"] for r in result["layers"]], [r["accuracy"] for r in result["layers"]]
-            ),
-            "best_layer": max(accs, key=lambda k: (accs[k], -k)),
-            "best_accuracy": best,
-            "chosen_accuracy": accs[chosen],
-            "chosen_within_1_point": best - accs[chosen] <= 1.0,
-        }
+        result["validation"] = validate(
+            result["layers"], chosen, model, Path(validate_dir), processor, base, batch_size, max_new_tokens, labels
+        )
     result["seconds"] = time.perf_counter() - t_start
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -211,19 +239,22 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for r in sorted(result["layers"], key=lambda r: r["layer"]):
         red = r.get("flops_reduction")
-        acc = f" {r['accuracy']:.2f} |" if val else ""
+        acc = (" - |" if r["accuracy"] is None else f" {r['accuracy']:.2f} |") if val else ""
         lines.append(
             f"| {r['layer']} | {r['te']:.4f} | {r['rank']} | {r['entropy']:.3f} | "
             f"{'-' if red is None else f'{100 * red:.1f}'} |{acc}"
         )
-    if "validation" in result:
+    if "validation" in result and "error" in result["validation"]:
+        lines += ["", f"Validation: {result['validation']['error']}"]
+    elif "validation" in result:
         v = result["validation"]
         rho = v["spearman_te_vs_accuracy"]
         rho_text = "undefined (constant)" if rho is None else f"{rho:.3f}"
         lines += [
             "",
             f"Spearman(TE, accuracy) = {rho_text}; best layer {v['best_layer']} "
-            f"({v['best_accuracy']:.2f}); chosen {result['chosen_layer']} ({v['chosen_accuracy']:.2f}); "
+            f"({v['best_accuracy']:.2f}); chosen {result['chosen_layer']} ("
+            f"{'not validated' if v['chosen_accuracy'] is None else format(v['chosen_accuracy'], '.2f')}); "
             f"within 1 point: {v['chosen_within_1_point']}",
         ]
     return "\n".join(lines) + "\n"
