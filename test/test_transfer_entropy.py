@@ -144,3 +144,32 @@ def test_select_layer_tool_end_to_end(checkpoint, tmp_path):
         ]
     )
     assert [r["te"] for r in again["layers"]] == tes
+
+
+def test_validation_leaves_out_layers_a_validation_clip_cannot_reach(checkpoint, tmp_path):
+    """A short validation clip makes a deep layer unreachable: that layer is reported, not compared."""
+    import soundfile as sf
+
+    from espnet_fastadasp import corpora
+    from espnet_fastadasp.bin import select_layer
+    from espnet_fastadasp.tiny import synthetic_audio
+
+    def data_dir(name: str, seconds: list[float]) -> str:
+        utts = []
+        for i, sec in enumerate(seconds):
+            wav = tmp_path / f"{name}{i}.wav"
+            sf.write(wav, synthetic_audio(sec, i), 16000)
+            utts.append(corpora.Utterance(f"{name}{i:02d}", str(wav), ["yes", "no"][i % 2], "s"))
+        return str(corpora.write_data_dir(utts, tmp_path / name, "<|im_start|>{audio}?<|im_end|>"))
+
+    calib = data_dir("calib", [2.0] * 8)
+    valid = data_dir("valid", [2.0, 0.3])
+    args = ["--model_name_or_path", str(checkpoint), "--data_dir", calib, "--flops_reduction", "0.3"]
+    args += ["--candidate_layers", "1", "5", "--batch_size", "4", "--validate_dir", valid, "--labels", "yes,no"]
+    result = select_layer.main([*args, "--output_dir", str(tmp_path / "te"), "--max_new_tokens", "2"])
+    rows = {r["layer"]: r for r in result["layers"]}
+    assert set(rows) == {1, 5}  # both reach 30 % on the 2 s calibration clips
+    assert rows[5]["accuracy"] is None and "unreachable" in rows[5]["validation_skipped"]
+    assert rows[1]["accuracy"] is not None
+    assert result["validation"]["layers_validated"] == [1] and result["validation"]["best_layer"] == 1
+    assert "| 5 |" in (tmp_path / "te" / "te.md").read_text()
