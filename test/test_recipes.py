@@ -296,3 +296,12 @@ def test_mini_synth_recipe_trains_and_runs_on_cpu(tmp_path):
         (recipe / "exp" / "tiny_qwen2_audio" / "decode_none" / "lang_test" / "score" / "score.json").read_text()
     )
     assert score["task"] == "cls"
+    # unpacking again (a rerun of stage 1) leaves every path valid: absolute paths, such as the
+    # training sets' beside the test sets, are not prefixed a second time
+    again = subprocess.run(
+        ["local/data.sh"], cwd=recipe, env={**os.environ, **env}, capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    for scp in (recipe / "data").glob("*/wav.scp"):
+        for line in scp.read_text().splitlines():
+            assert Path(line.split(maxsplit=1)[1]).is_file(), f"{scp}: {line}"

@@ -23,9 +23,11 @@ if [ -f local/testset.tar.gz ] && ! "${train}"; then
     echo "unpacking the committed test set (local/testset.tar.gz)"
     mkdir -p data
     tar -xzf local/testset.tar.gz -C data
-    # wav.scp holds paths relative to data/: make them absolute for this checkout
+    # the tarball's wav.scp paths are relative to data/: make them absolute for this checkout.
+    # Only relative paths are touched, so a rerun (or the training sets beside them) stays intact.
     for scp in data/*/wav.scp; do
-        awk -v root="${PWD}/data" '{print $1" "root"/"$2}' "${scp}" > "${scp}.abs" && mv "${scp}.abs" "${scp}"
+        awk -v root="${PWD}/data" '{ if ($2 ~ /^\//) print; else print $1" "root"/"$2 }' "${scp}" > "${scp}.abs"
+        mv "${scp}.abs" "${scp}"
     done
 else
     python3 -m espnet_fastadasp.bin.make_synth_data --out_dir data --tasks "${tasks}" --num_test "${num_test}" \
