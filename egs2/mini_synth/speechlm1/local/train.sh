@@ -2,8 +2,10 @@
 # Train the mini benchmark's tiny Qwen2-Audio and write the commit-ready outputs: model/ (checkpoint
 # + processor, loadable with from_pretrained), model/train_log.jsonl, model/loss.png,
 # model/command.txt, and local/testset.tar.gz (the test and dev sets, Ogg Vorbis).
-# The defaults reproduce the committed model: 5 x 8000 utterances, conf/train_cpu.yaml (100 minutes
-# on a 2-core CPU). On a GPU: --train_config conf/train.yaml (same model, bf16, batch 64).
+# The defaults reproduce the committed model's data and its first training stage: 5 x 8000
+# utterances, conf/train_cpu.yaml (100 minutes on a 2-core CPU); the two continuations from those
+# weights (--init_from, 14 + 87 minutes) are in model/command.txt and README.md.
+# On a GPU: --train_config conf/train.yaml (same model, bf16, batch 64).
 set -euo pipefail
 stage=1        # 1 generate the data, 2 train, 3 pack the test set
 stop_stage=3
