@@ -14,6 +14,13 @@ What changes, and nothing else:
 
 Decoding steps are not touched except for their masks: every layer after a reduction simply
 holds a shorter KV cache. ``handle.remove()`` undoes all of it.
+
+While a patched decoder runs, PyTorch's cuDNN attention backend is switched off (and restored
+when the decoder returns, also on error): with the per-layer lengths and masks a reduction
+creates, SDPA picks cuDNN on Hopper GPUs, which builds an execution plan for every new shape.
+Measured on an H100 (torch 2.11, Qwen2-Audio-7B shape, 60 s of audio, constant schedule at
+50 %): the first generation of a new length took 2.0 s per decoding step and 6.4 s of prefill,
+against 39 ms and 0.7 s with cuDNN attention off. Real data has a new length per utterance.
 """
 
 from __future__ import annotations
@@ -104,6 +111,7 @@ class ReductionHandle:
         self._decode: _Decode | None = None
         self._reducing_layers = self._layers_that_reduce()
         self._removed = False
+        self._cudnn_sdp_before: bool | None = None
 
     # ------------------------------------------------------------------ set-up and removal
 
@@ -122,6 +130,9 @@ class ReductionHandle:
         dec = self.parts.decoder
         self._hooks.append(dec.register_forward_pre_hook(self._on_decoder_start, with_kwargs=True))
         self._hooks.append(dec.register_forward_hook(self._on_decoder_end, with_kwargs=True))
+        if not self.config.is_noop:
+            self._hooks.append(dec.register_forward_pre_hook(self._cudnn_attention_off))
+            self._hooks.append(dec.register_forward_hook(self._cudnn_attention_restore, always_call=True))
         for idx, layer in enumerate(self.parts.layers):
             self._hooks.append(layer.register_forward_pre_hook(self._layer_pre_hook(idx), with_kwargs=True))
         for idx in self._reducing_layers:
@@ -210,6 +221,17 @@ class ReductionHandle:
             self._decode = _Decode(key_tail=tail, q_len=q_len, tail_full=bool(tail.all()))
         elif past == 0:
             self._prompt = None
+
+    def _cudnn_attention_off(self, module: nn.Module, args: tuple) -> None:
+        """No cuDNN SDPA inside the patched decoder: it plans per shape (see the module docstring)."""
+        if self._cudnn_sdp_before is None:
+            self._cudnn_sdp_before = torch.backends.cuda.cudnn_sdp_enabled()
+            torch.backends.cuda.enable_cudnn_sdp(False)
+
+    def _cudnn_attention_restore(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if self._cudnn_sdp_before is not None:
+            torch.backends.cuda.enable_cudnn_sdp(self._cudnn_sdp_before)
+            self._cudnn_sdp_before = None
 
     def _start_prefill(self, batch: int, length: int, device: torch.device) -> None:
         self._prompt = None

@@ -290,3 +290,38 @@ def test_sliding_window_models_are_rejected(checkpoint):
     text_cfg.layer_types = ["sliding_attention"] + text_cfg.layer_types[1:]
     with pytest.raises(fa.UnsupportedModelError, match="sliding-window"):
         fa.apply(model, fa.ReductionConfig(method="fastadasp", ratio=0.2))
+
+
+def test_cudnn_attention_is_off_inside_a_reduced_decoder_only(model, processor):
+    """cuDNN SDPA plans per shape (2 s per decoding step for each new length on an H100): the
+    patch switches it off while the reduced decoder runs and restores the flag, also on error."""
+    seen = []
+    probe = (
+        model.get_decoder()
+        .layers[0]
+        .register_forward_pre_hook(lambda *_: seen.append(torch.backends.cuda.cudnn_sdp_enabled()))
+    )
+    inputs = make_inputs(processor, [1.0])
+    try:
+        with fa.apply(model, fa.ReductionConfig(method="none")):
+            generate(model, inputs)
+        assert seen and all(seen)  # no reduction: nothing changes
+        seen.clear()
+        with fa.apply(model, fa.ReductionConfig(method="fastadasp", ratio=0.3)) as handle:
+            generate(model, inputs)
+            assert seen and not any(seen)
+            assert torch.backends.cuda.cudnn_sdp_enabled()
+
+            def fail(*_):
+                raise RuntimeError("a layer failed")
+
+            failing = model.get_decoder().layers[1].register_forward_pre_hook(fail)
+            try:
+                with pytest.raises(RuntimeError, match="a layer failed"):
+                    generate(model, inputs)
+            finally:
+                failing.remove()
+            assert seen[-1] is False  # the decoder had started, with cuDNN off
+            assert torch.backends.cuda.cudnn_sdp_enabled() and handle._cudnn_sdp_before is None
+    finally:
+        probe.remove()
