@@ -20,16 +20,20 @@ Design choices, and why:
   encoder a per-frame signal from the first step; without it a prototype spent its first 60-70k
   samples on a plateau where the LLM ignored the audio, which a CPU cannot afford;
 * training stops at ``max_steps`` or ``max_minutes``, whichever comes first, logging the loss
-  curve to ``train_log.jsonl`` as it goes.
+  curve to ``train_log.jsonl`` as it goes. With ``cosine_over: budget`` the cosine decay also
+  follows whichever limit is nearer, so a run cut by its wall-clock budget (a lent GPU for one
+  10-minute call, a Slurm time limit) still ends at learning rate 0 instead of mid-schedule.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +83,34 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads (None: torch's default)
     save_every_minutes: float | None = None  # also save the checkpoint as training goes
     init_from: str | None = None  # go on training this checkpoint (weights only; a fresh optimizer)
+    cosine_over: str = "steps"  # "steps": decay over max_steps; "budget": over max_steps or max_minutes, the nearer
+    load_threads: int = 8  # threads reading the training audio into RAM
+
+    def __post_init__(self) -> None:
+        if self.cosine_over not in COSINE_OVER:
+            raise ValueError(f"cosine_over={self.cosine_over!r}: choose from {', '.join(COSINE_OVER)}")
+        for name in ("batch_size", "max_steps", "layers", "hidden", "load_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r}: must be at least 1")
+        if self.max_minutes <= 0:
+            raise ValueError(f"max_minutes={self.max_minutes!r}: must be positive")
+
+
+COSINE_OVER = ("steps", "budget")
+
+
+def learning_rate(cfg: TrainConfig, step: int, minutes: float) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine to 0 at the end of the run.
+
+    The end is ``max_steps``, or with ``cosine_over == "budget"`` whichever of ``max_steps`` and
+    ``max_minutes`` is nearer (``minutes`` is the training time so far).
+    """
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    if cfg.cosine_over == "budget":
+        progress = max(progress, minutes / cfg.max_minutes)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 @dataclass
@@ -90,9 +122,14 @@ class Example:
     is_asr: bool = False  # the answer is the spoken transcript (the CTC target)
 
 
-def load_examples(dirs: list[str], max_per_dir: int | None, sampling_rate: int) -> list[Example]:
-    """All utterances of the data dirs, waveforms in RAM as int16 (half the memory of float32)."""
+def load_examples(dirs: list[str], max_per_dir: int | None, sampling_rate: int, threads: int = 1) -> list[Example]:
+    """All utterances of the data dirs, waveforms in RAM as int16 (half the memory of float32).
+
+    ``threads`` read files in parallel (libsndfile runs without the GIL): a GPU run's 60k+
+    utterances otherwise take a minute of its budget on one core.
+    """
     out = []
+    pool = ThreadPoolExecutor(max(1, threads))
     for d in dirs:
         d = Path(d)
         reader = AudioReader(d / "wav.scp", sampling_rate=sampling_rate)
@@ -101,12 +138,18 @@ def load_examples(dirs: list[str], max_per_dir: int | None, sampling_rate: int) 
         keys = reader.keys()[: max_per_dir or None]
         task_file = d / "task"
         is_asr = (task_file.read_text().strip() if task_file.is_file() else d.name.split("_")[0]) == "asr"
-        for key in tqdm(keys, desc=f"load {d.name}", unit="utt", leave=False, disable=None):
+        waves = pool.map(functools.partial(_read_int16, reader), keys)
+        bar = tqdm(zip(keys, waves), total=len(keys), desc=f"load {d.name}", unit="utt", leave=False, disable=None)
+        for key, wave in bar:
             prefix, _, suffix = prompts[key].replace("\\n", "\n").partition("{audio}")
-            wave = np.clip(reader(key) * 32767, -32768, 32767).astype(np.int16)
             out.append(Example(wave, prefix, suffix, text[key], is_asr))
         logger.info("%s: %d utterances", d, len(keys))
+    pool.shutdown()
     return out
+
+
+def _read_int16(reader: AudioReader, key: str) -> np.ndarray:
+    return np.clip(reader(key) * 32767, -32768, 32767).astype(np.int16)
 
 
 def build_model_and_processor(cfg: TrainConfig) -> tuple[Any, Any]:
@@ -306,18 +349,16 @@ def train(cfg: TrainConfig) -> Path:
     ctc = AudioCTC(model, len(processor.tokenizer)).to(cfg.device) if cfg.ctc_weight > 0 else None
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("model: %.2fM parameters; device %s", n_params / 1e6, cfg.device)
-    examples = load_examples(cfg.train_dirs, cfg.max_utts_per_dir, processor.feature_extractor.sampling_rate)
+    t_load = time.time()
+    examples = load_examples(
+        cfg.train_dirs, cfg.max_utts_per_dir, processor.feature_extractor.sampling_rate, cfg.load_threads
+    )
+    logger.info("loaded %d utterances in %.1f s", len(examples), time.time() - t_load)
     if not examples:
         raise ValueError(f"no training utterances in {cfg.train_dirs}")
     batcher = Batcher(processor, cfg.device)
     params = list(model.parameters()) + (list(ctc.parameters()) if ctc is not None else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return cfg.lr * (step + 1) / cfg.warmup_steps
-        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     use_bf16 = cfg.bf16 and cfg.device.startswith("cuda")
     log_path = out / "train_log.jsonl"
@@ -336,8 +377,9 @@ def train(cfg: TrainConfig) -> Path:
             batch = batcher([examples[i] for i in idx])
             labels = batch.pop("labels")
             ctc_targets, audio_lengths = batch.pop("ctc_targets"), batch.pop("audio_lengths")
+            lr = learning_rate(cfg, step, (time.time() - t0) / 60)
             for group in opt.param_groups:
-                group["lr"] = lr_at(step)
+                group["lr"] = lr
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
                 logits = model(**batch).logits
             loss = per_sample_loss(logits, labels)
@@ -359,7 +401,7 @@ def train(cfg: TrainConfig) -> Path:
                     "step": step,
                     "samples": step * cfg.batch_size,
                     "loss": float(np.mean(running)),
-                    "lr": lr_at(step - 1),
+                    "lr": lr,
                     "minutes": (time.time() - t0) / 60,
                 }
                 if running_ctc:
@@ -383,7 +425,7 @@ def train(cfg: TrainConfig) -> Path:
                         "step": step,
                         "samples": step * cfg.batch_size,
                         "loss": float(np.mean(running)),
-                        "lr": lr_at(step - 1),
+                        "lr": lr,
                         "minutes": (time.time() - t0) / 60,
                     }
                 )

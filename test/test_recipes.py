@@ -6,12 +6,15 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
+import yaml
 
 from espnet_fastadasp.tiny import synthetic_audio
 
@@ -243,6 +246,43 @@ def test_setup_makes_a_new_recipe(tmp_path):
     assert (target / "utils").is_dir() and (target / "conf" / "slurm.conf").is_file()
     help_ = subprocess.run(["./speechlm.sh", "--help"], cwd=target, capture_output=True, text=True)
     assert help_.returncode == 0 and "--reductions" in help_.stdout + help_.stderr
+
+
+def test_mini_synth_gpu_training_script_keeps_its_budget_and_reuses_data(tmp_path):
+    """local/train_gpu.sh (what trained the committed model on an H100), at toy scale on CPU:
+    data for each task, training for the budget's remaining minutes with the cosine over that
+    budget, a second call that reuses the data and goes on from the first model; a budget that
+    leaves no time to train is refused."""
+    recipe = recipe_copy("mini_synth", tmp_path)
+    (recipe / "conf" / "toy.yaml").write_text(
+        "n_mels: 16\nwindow_seconds: 6\nencoder_dim: 32\nencoder_layers: 1\nencoder_heads: 2\nencoder_ffn: 64\n"
+        "hidden: 32\nlayers: 8\nheads: 2\nkv_heads: 1\nffn: 64\nbatch_size: 4\nmax_steps: 100000\nwarmup_steps: 1\n"
+        "log_every: 1\ndevice: cpu\nbf16: false\nthreads: 1\n"
+    )
+    env = {**os.environ, "PATH": f"{REPO / 'tools' / 'venv' / 'bin'}:{os.environ['PATH']}"}
+    common = ["--num_train_asr", "6", "--num_train_lang", "5", "--num_train_other", "4", "--nj", "2"]
+    common += ["--train_config", "conf/toy.yaml"]
+
+    def train(*args):
+        return subprocess.run(
+            ["local/train_gpu.sh", *common, *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=600
+        )
+
+    first = train("--budget_minutes", "1.35", "--out", "exp/m1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    for task, n in (("asr", 6), ("lang", 5), ("gender", 4), ("rate", 4), ("nspk", 4)):
+        assert len((recipe / "data" / f"{task}_train" / "text").read_text().splitlines()) == n
+    log = [json.loads(line) for line in (recipe / "exp" / "m1" / "train_log.jsonl").read_text().splitlines()]
+    minutes = float(re.search(r"training for ([\d.]+) min", first.stdout).group(1))
+    assert 0.05 <= minutes <= 0.15
+    assert log[-1]["lr"] < 0.05 * 1e-3  # the cosine reached ~0 at the budget's end, far before max_steps
+    assert log[-1]["minutes"] == pytest.approx(minutes, abs=0.05)
+    second = train("--budget_minutes", "1.3", "--init_from", "exp/m1", "--lr", "0.0005", "--out", "exp/m2")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout.count("already there") == 3 and "throughput" not in second.stderr
+    assert yaml.safe_load((recipe / "exp" / "m2" / "train_config.yaml").read_text())["init_from"] == "exp/m1"
+    short = train("--budget_minutes", "0.5", "--out", "exp/m3")
+    assert short.returncode != 0 and "leaves" in short.stderr and "--budget_minutes 0.5" in short.stderr
 
 
 def test_mini_synth_recipe_trains_and_runs_on_cpu(tmp_path):

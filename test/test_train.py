@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 
+import pytest
 import soundfile as sf
 import torch
 
@@ -16,6 +18,7 @@ from espnet_fastadasp.train import (
     Example,
     TrainConfig,
     build_model_and_processor,
+    learning_rate,
     per_sample_loss,
     submodule,
 )
@@ -28,6 +31,30 @@ def test_per_sample_loss_weights_samples_equally():
     loss = per_sample_loss(logits, labels)
     wrong = torch.nn.functional.cross_entropy(torch.zeros(1, 3), torch.tensor([1]))
     assert torch.allclose(loss, (0 + wrong) / 2, atol=1e-3)
+
+
+def test_cosine_follows_the_nearer_limit_when_asked():
+    steps = TrainConfig(train_dirs=[], output_dir="x", lr=1.0, warmup_steps=10, max_steps=110, max_minutes=10)
+    assert learning_rate(steps, 0, 0.0) == pytest.approx(0.1)  # warm-up
+    assert learning_rate(steps, 60, 9.9) == pytest.approx(0.5)  # by steps only: halfway
+    budget = TrainConfig(**{**steps.__dict__, "cosine_over": "budget"})
+    assert learning_rate(budget, 60, 2.0) == pytest.approx(0.5)  # steps are nearer
+    assert learning_rate(budget, 20, 5.0) == pytest.approx(0.5)  # half the minutes: halfway
+    assert learning_rate(budget, 20, 10.0) == pytest.approx(0.0, abs=1e-12)  # the budget's end: lr 0
+    assert learning_rate(budget, 20, 2.5) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("cosine_over", "time", "cosine_over='time'"),
+        ("batch_size", 0, "batch_size=0"),
+        ("max_minutes", 0, "max_minutes"),
+    ],
+)
+def test_bad_training_config_values_are_named(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(train_dirs=[], output_dir="x", **{field: value})
 
 
 def test_trains_a_few_steps_on_cpu_and_saves_a_loadable_checkpoint(tmp_path):

@@ -50,7 +50,10 @@ def main(cmd: Sequence[str] | None = None) -> Path:
     missing = [k for k in ("train_dirs", "output_dir") if k not in values]
     if missing:
         sys.exit(f"train_tiny: --{' --'.join(missing)} required")
-    cfg = TrainConfig(**values)
+    try:
+        cfg = TrainConfig(**values)
+    except (TypeError, ValueError) as exc:  # an unknown field in the YAML, or a bad value
+        sys.exit(f"train_tiny: {exc}")
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(cfg.output_dir) / "command.txt").write_text(
         "python -m espnet_fastadasp.bin.train_tiny " + " ".join(shlex.quote(a) for a in (cmd or sys.argv[1:])) + "\n"

@@ -2,10 +2,10 @@
 # Train the mini benchmark's tiny Qwen2-Audio and write the commit-ready outputs: model/ (checkpoint
 # + processor, loadable with from_pretrained), model/train_log.jsonl, model/loss.png,
 # model/command.txt, and local/testset.tar.gz (the test and dev sets, Ogg Vorbis).
-# The defaults reproduce the committed model's data and its first training stage: 5 x 8000
-# utterances, conf/train_cpu.yaml (100 minutes on a 2-core CPU); the two continuations from those
-# weights (--init_from, 14 + 87 minutes) are in model/command.txt and README.md.
-# On a GPU: --train_config conf/train.yaml (same model, bf16, batch 64).
+# This is the CPU path: 5 x 8000 utterances, conf/train_cpu.yaml (100 minutes on a 2-core CPU),
+# the first stage of an earlier model (README.md, Train). The committed model was trained on a
+# GPU by local/train_gpu.sh (more data, a wall-clock budget); this script's stage 3 packed the
+# committed test and dev sets.
 set -euo pipefail
 stage=1        # 1 generate the data, 2 train, 3 pack the test set
 stop_stage=3
