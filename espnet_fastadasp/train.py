@@ -129,22 +129,21 @@ def load_examples(dirs: list[str], max_per_dir: int | None, sampling_rate: int, 
     utterances otherwise take a minute of its budget on one core.
     """
     out = []
-    pool = ThreadPoolExecutor(max(1, threads))
-    for d in dirs:
-        d = Path(d)
-        reader = AudioReader(d / "wav.scp", sampling_rate=sampling_rate)
-        text = read_key_value(d / "text")
-        prompts = read_key_value(d / "prompt", allow_empty_value=False)
-        keys = reader.keys()[: max_per_dir or None]
-        task_file = d / "task"
-        is_asr = (task_file.read_text().strip() if task_file.is_file() else d.name.split("_")[0]) == "asr"
-        waves = pool.map(functools.partial(_read_int16, reader), keys)
-        bar = tqdm(zip(keys, waves), total=len(keys), desc=f"load {d.name}", unit="utt", leave=False, disable=None)
-        for key, wave in bar:
-            prefix, _, suffix = prompts[key].replace("\\n", "\n").partition("{audio}")
-            out.append(Example(wave, prefix, suffix, text[key], is_asr))
-        logger.info("%s: %d utterances", d, len(keys))
-    pool.shutdown()
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for d in dirs:
+            d = Path(d)
+            reader = AudioReader(d / "wav.scp", sampling_rate=sampling_rate)
+            text = read_key_value(d / "text")
+            prompts = read_key_value(d / "prompt", allow_empty_value=False)
+            keys = reader.keys()[: max_per_dir or None]
+            task_file = d / "task"
+            is_asr = (task_file.read_text().strip() if task_file.is_file() else d.name.split("_")[0]) == "asr"
+            waves = pool.map(functools.partial(_read_int16, reader), keys)
+            bar = tqdm(zip(keys, waves), total=len(keys), desc=f"load {d.name}", unit="utt", leave=False, disable=None)
+            for key, wave in bar:
+                prefix, _, suffix = prompts[key].replace("\\n", "\n").partition("{audio}")
+                out.append(Example(wave, prefix, suffix, text[key], is_asr))
+            logger.info("%s: %d utterances", d, len(keys))
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -19,6 +20,7 @@ from espnet_fastadasp.train import (
     TrainConfig,
     build_model_and_processor,
     learning_rate,
+    load_examples,
     per_sample_loss,
     submodule,
 )
@@ -55,6 +57,22 @@ def test_cosine_follows_the_nearer_limit_when_asked():
 def test_bad_training_config_values_are_named(field, value, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(train_dirs=[], output_dir="x", **{field: value})
+
+
+def test_threaded_loading_equals_one_thread_and_names_a_missing_file(tmp_path):
+    utts = []
+    for i in range(5):
+        wav = tmp_path / f"u{i}.wav"
+        sf.write(wav, synthetic_audio(0.3 + 0.1 * i, i), 16000)
+        utts.append(corpora.Utterance(f"u{i}", str(wav), f"answer {i}", "s"))
+    d = str(corpora.write_data_dir(utts, tmp_path / "asr_train", "<|im_start|>{audio}asr<|im_end|>"))
+    one, many = load_examples([d], None, 16000, threads=1), load_examples([d], None, 16000, threads=3)
+    assert [e.answer for e in one] == [e.answer for e in many] == [f"answer {i}" for i in range(5)]
+    assert all(np.array_equal(a.wave, b.wave) and a.wave.dtype == np.int16 for a, b in zip(one, many))
+    assert one[0].is_asr and one[0].prefix == "<|im_start|>" and one[0].suffix == "asr<|im_end|>"
+    (tmp_path / "u3.wav").unlink()
+    with pytest.raises(Exception, match="u3"):
+        load_examples([d], None, 16000, threads=3)
 
 
 def test_trains_a_few_steps_on_cpu_and_saves_a_loadable_checkpoint(tmp_path):
