@@ -83,18 +83,30 @@ def test_reduction_spec_cli(tmp_path, capsys):
 
 def test_report_table_and_plot(tmp_path):
     exp = tmp_path / "exp"
-    for tag, wer, red in [("none", 5.0, 0.0), ("fastadasp_constant@0.3", 5.5, 0.3), ("fastv_constant@0.3", 9.0, 0.3)]:
+    settings = [
+        ("none", 5.0, 0.0, 0.0),
+        ("fastadasp_constant@0.3", 5.5, 0.3, 0.25),
+        ("fastv_constant@0.3", 9.0, 0.3, 0.25),
+        ("h2o_constant@0.3", 12.0, 0.0, 0.25),  # KV-only: no prefill FLOPs saved
+    ]
+    for tag, wer, red, kv in settings:
         d = exp / f"decode_{tag}" / "test"
         (d / "score").mkdir(parents=True)
         (d / "1best_recog").mkdir()
         (d / "score" / "score.json").write_text(json.dumps({"metrics": {"wer": wer, "cer": wer / 2}, "num_utts": 2}))
-        cost = {"flops_full": 100, "flops_reduced": int(100 * (1 - red)), "kv_reduction": red}
+        cost = {"flops_full": 100, "flops_reduced": int(100 * (1 - red)), "kv_reduction": kv}
         (d / "1best_recog" / "cost").write_text(f"u1 {json.dumps(cost)}\nu2 {json.dumps(cost)}\n")
     out = tmp_path / "RESULTS.md"
     report.main(["--exp_dir", str(exp), "--task", "asr", "--test_sets", "test", "--output", str(out)])
     text = out.read_text()
     assert "| none | 5.00 | 2.50 | 0.0 | 0.0 | 2 |" in text
-    assert "| fastadasp_constant@0.3 | 5.50 | 2.75 | 30.0 | 30.0 | 2 |" in text
+    assert "| fastadasp_constant@0.3 | 5.50 | 2.75 | 30.0 | 25.0 | 2 |" in text
+    assert "| h2o_constant@0.3 | 12.00 | 6.00 | 0.0 | 25.0 | 2 |" in text
     assert text.index("| none |") < text.index("| fastadasp_constant@0.3 |")
     assert "torch" in text and "## Environment" in text
     assert (exp / "tradeoff.png").stat().st_size > 1000
+    # the plot: methods at their achieved FLOPs reduction; H2O (no FLOPs saved) at its KV reduction
+    baseline, series = report.plot_series(report.collect(exp, ["test"], "asr"), "test", "wer")
+    assert baseline == 5.0
+    assert series["fastadasp_constant"] == [(pytest.approx(30.0), 5.5)]
+    assert series["h2o_constant (x: KV-cache reduction)"] == [(pytest.approx(25.0), 12.0)]

@@ -152,6 +152,33 @@ def markdown(rows: list[Row], task: str, test_sets: Sequence[str], model: str | 
     return "\n".join(lines)
 
 
+def plot_series(rows: list[Row], dset: str, metric: str) -> tuple[float | None, dict[str, list[tuple[float, float]]]]:
+    """The baseline's value and, per method family, its (x, metric) points sorted by x.
+
+    x is the achieved prefill FLOPs reduction in %. A family that saves no prefill FLOPs but
+    shrinks the KV cache (H2O) would sit at x = 0 on top of the baseline, so its x is its
+    KV-cache reduction instead, and its label says so.
+    """
+    baseline = None
+    families: dict[str, list[tuple[float, float, float]]] = {}
+    for row in rows:
+        cell = row.cells.get(dset)
+        if cell is None or metric not in cell.metrics:
+            continue
+        if row.family == "none":
+            baseline = cell.metrics[metric]
+            continue
+        x = 100 * (cell.flops_reduction if cell.flops_reduction is not None else row.amount)
+        kv = 100 * (cell.kv_reduction or 0.0)
+        families.setdefault(row.family, []).append((x, kv, cell.metrics[metric]))
+    series = {}
+    for family, points in sorted(families.items()):
+        kv_only = all(abs(p[0]) < 0.05 for p in points) and any(p[1] > 0 for p in points)
+        label = f"{family} (x: KV-cache reduction)" if kv_only else family
+        series[label] = sorted((p[1] if kv_only else p[0], p[2]) for p in points)
+    return baseline, series
+
+
 def plot(rows: list[Row], task: str, test_sets: Sequence[str], path: Path) -> None:
     """Main metric vs achieved FLOPs reduction, one line per method (the baseline dashed)."""
     import matplotlib
@@ -162,21 +189,14 @@ def plot(rows: list[Row], task: str, test_sets: Sequence[str], path: Path) -> No
     fig, axes = plt.subplots(1, len(test_sets), figsize=(5.5 * len(test_sets), 4), squeeze=False)
     for ax, dset in zip(axes[0], test_sets):
         metric = MAIN_METRIC[set_task(rows, dset, task)]
-        families: dict[str, list[tuple[float, float]]] = {}
-        for row in rows:
-            cell = row.cells.get(dset)
-            if cell is None or metric not in cell.metrics:
-                continue
-            if row.family == "none":
-                ax.axhline(cell.metrics[metric], color="gray", linestyle="--", label="no reduction")
-                continue
-            x = 100 * (cell.flops_reduction if cell.flops_reduction is not None else row.amount)
-            families.setdefault(row.family, []).append((x, cell.metrics[metric]))
-        for family, points in sorted(families.items()):
-            points.sort()
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=family)
+        baseline, series = plot_series(rows, dset, metric)
+        if baseline is not None:
+            ax.axhline(baseline, color="gray", linestyle="--", label="no reduction")
+        for label, points in series.items():
+            style = ":" if label.endswith("(x: KV-cache reduction)") else "-"
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", linestyle=style, label=label)
         ax.set_xlim(left=0)
-        ax.set_xlabel("achieved prefill FLOPs reduction (%)")
+        ax.set_xlabel("achieved prefill FLOPs reduction (%); KV-only methods: KV-cache reduction")
         ax.set_ylabel(metric.upper() + (" (lower is better)" if metric in LOWER_IS_BETTER else ""))
         ax.set_title(dset)
         ax.grid(alpha=0.3)
