@@ -130,7 +130,7 @@ class ReductionHandle:
         dec = self.parts.decoder
         self._hooks.append(dec.register_forward_pre_hook(self._on_decoder_start, with_kwargs=True))
         self._hooks.append(dec.register_forward_hook(self._on_decoder_end, with_kwargs=True))
-        if not self.config.is_noop:
+        if not self.config.is_noop and hasattr(torch.backends.cuda, "enable_cudnn_sdp"):  # torch >= 2.4
             self._hooks.append(dec.register_forward_pre_hook(self._cudnn_attention_off))
             self._hooks.append(dec.register_forward_hook(self._cudnn_attention_restore, always_call=True))
         for idx, layer in enumerate(self.parts.layers):
