@@ -152,6 +152,10 @@ def markdown(rows: list[Row], task: str, test_sets: Sequence[str], model: str | 
     return "\n".join(lines)
 
 
+#: Legend suffix of a family drawn against its KV-cache reduction (it saves no prefill FLOPs).
+KV_AXIS_SUFFIX = " (x: KV-cache reduction)"
+
+
 def plot_series(rows: list[Row], dset: str, metric: str) -> tuple[float | None, dict[str, list[tuple[float, float]]]]:
     """The baseline's value and, per method family, its (x, metric) points sorted by x.
 
@@ -174,7 +178,7 @@ def plot_series(rows: list[Row], dset: str, metric: str) -> tuple[float | None, 
     series = {}
     for family, points in sorted(families.items()):
         kv_only = all(abs(p[0]) < 0.05 for p in points) and any(p[1] > 0 for p in points)
-        label = f"{family} (x: KV-cache reduction)" if kv_only else family
+        label = family + KV_AXIS_SUFFIX if kv_only else family
         series[label] = sorted((p[1] if kv_only else p[0], p[2]) for p in points)
     return baseline, series
 
@@ -193,7 +197,7 @@ def plot(rows: list[Row], task: str, test_sets: Sequence[str], path: Path) -> No
         if baseline is not None:
             ax.axhline(baseline, color="gray", linestyle="--", label="no reduction")
         for label, points in series.items():
-            style = ":" if label.endswith("(x: KV-cache reduction)") else "-"
+            style = ":" if label.endswith(KV_AXIS_SUFFIX) else "-"
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", linestyle=style, label=label)
         ax.set_xlim(left=0)
         ax.set_xlabel("achieved prefill FLOPs reduction (%); KV-only methods: KV-cache reduction")
