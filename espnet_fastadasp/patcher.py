@@ -20,7 +20,8 @@ when the decoder returns, also on error): with the per-layer lengths and masks a
 creates, SDPA picks cuDNN on Hopper GPUs, which builds an execution plan for every new shape.
 Measured on an H100 (torch 2.11, Qwen2-Audio-7B shape, 60 s of audio, constant schedule at
 50 %): the first generation of a new length took 2.0 s per decoding step and 6.4 s of prefill,
-against 39 ms and 0.7 s with cuDNN attention off. Real data has a new length per utterance.
+against 39 ms and 0.7 s with cuDNN attention off, and 27 ms and 0.5 s with this patch. Real
+data has a new length per utterance.
 """
 
 from __future__ import annotations
