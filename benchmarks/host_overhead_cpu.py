@@ -21,17 +21,17 @@ x = proc(
 
 
 def steps(n=100):
-    from transformers import DynamicCache
+    from espnet_fastadasp.hf_compat import DynamicCache, cache_kwargs
 
     with torch.no_grad():
         cache = DynamicCache()
-        out = model(**x, past_key_values=cache, use_cache=True)
+        out = model(**x, **cache_kwargs(cache), use_cache=True)
         ids = out.logits[:, -1:].argmax(-1)
         mask = x["attention_mask"]
         t0 = time.perf_counter()
         for _ in range(n):
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
-            out = model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True)
+            out = model(input_ids=ids, attention_mask=mask, **cache_kwargs(cache), use_cache=True)
             ids = out.logits[:, -1:].argmax(-1)
         return (time.perf_counter() - t0) / n * 1e6
 

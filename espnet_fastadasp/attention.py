@@ -14,14 +14,13 @@ model's own implementation and keeps references to ``query`` and ``key``.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import AttentionInterface
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from .hf_compat import AttentionInterface, eager_attention_function, registered_attention_function
 
 RECORDING_IMPLEMENTATION = "fastadasp_record"
 SUPPORTED_IMPLEMENTATIONS = ("sdpa", "eager")
@@ -114,7 +113,7 @@ AttentionInterface.register(RECORDING_IMPLEMENTATION, _recording_attention)
 def base_attention_function(attn_module: torch.nn.Module, implementation: str) -> Callable[..., Any]:
     """The function the module would call for ``implementation`` (sdpa or eager)."""
     if implementation == "eager":
-        fn = getattr(sys.modules[type(attn_module).__module__], "eager_attention_forward", None)
+        fn = eager_attention_function(attn_module)
         if fn is None:
             raise NotImplementedError(f"{type(attn_module).__name__}: no eager_attention_forward in its module")
         return fn
@@ -123,4 +122,4 @@ def base_attention_function(attn_module: torch.nn.Module, implementation: str) -
             f"attention implementation {implementation!r} is not supported at reducing layers; "
             f"load the model with attn_implementation in {SUPPORTED_IMPLEMENTATIONS}"
         )
-    return ALL_ATTENTION_FUNCTIONS[implementation]
+    return registered_attention_function(implementation)

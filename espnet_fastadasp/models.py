@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .hf_compat import attn_implementation
+
 #: Sub-modules a decoder layer needs for the reduction to sit between attention and MLP.
 PRE_NORM_PARTS = ("input_layernorm", "self_attn", "post_attention_layernorm", "mlp")
 AUDIO_TOKEN_ATTRS = ("audio_token_id", "audio_token_index")
@@ -33,7 +35,7 @@ class SpeechLMParts:
 
     @property
     def attn_implementation(self) -> str:
-        return getattr(self.text_config, "_attn_implementation", None) or "eager"
+        return attn_implementation(self.text_config)
 
 
 def text_config_of(model: nn.Module) -> Any:

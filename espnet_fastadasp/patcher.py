@@ -26,7 +26,6 @@ data has a new length per utterance.
 
 from __future__ import annotations
 
-import copy
 import logging
 import types
 from collections.abc import Callable
@@ -35,7 +34,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import DynamicCache
 
 from .attention import (
     RECORDING_IMPLEMENTATION,
@@ -46,6 +44,14 @@ from .attention import (
 )
 from .config import KV_ONLY_METHODS, ConfigError, ReductionConfig
 from .flops import DecoderDims, RowPlan, decode_step_flops, full_prefill_flops, layer_ratios, plan_row, solve_ratio
+from .hf_compat import (
+    CACHE_POSITION_KWARG,
+    DynamicCache,
+    cache_from_kwargs,
+    has_cache_position,
+    warn_if_untested,
+    with_attn_implementation,
+)
 from .masks import attention_mask_for
 from .models import SpeechLMParts, UnsupportedModelError, audio_runs, speech_lm_parts
 from .ops import assignment_from_groups, evict_mask, gather_slots, merge_rows, reduce_tokens, slot_sources
@@ -141,9 +147,7 @@ class ReductionHandle:
             attn = layer.self_attn
             attn._fastadasp_recorder = AttentionRecorder(base=base_attention_function(attn, impl))
             original_config = attn.config
-            patched = copy.copy(original_config)
-            patched._attn_implementation = RECORDING_IMPLEMENTATION
-            attn.config = patched
+            attn.config = with_attn_implementation(original_config, RECORDING_IMPLEMENTATION)
             original_forward = layer.forward
             if self.config.method in KV_ONLY_METHODS:
                 layer.forward = types.MethodType(_kv_evicting_forward(self, idx, original_forward), layer)
@@ -200,7 +204,7 @@ class ReductionHandle:
         if embeds is None:
             return
         q_len = embeds.shape[1]
-        cache = kwargs.get("past_key_values")
+        cache = cache_from_kwargs(kwargs)
         past = cache.get_seq_length() if cache is not None else 0
         use_cache = kwargs.get("use_cache")
         if use_cache is None:
@@ -317,8 +321,8 @@ class ReductionHandle:
         kwargs["position_embeddings"] = st.position_embeddings
         if st.position_ids is not None:
             kwargs["position_ids"] = st.position_ids
-        if torch.is_tensor(kwargs.get("cache_position")):
-            kwargs["cache_position"] = torch.arange(st.valid.shape[1], device=st.valid.device)
+        if has_cache_position(kwargs):
+            kwargs[CACHE_POSITION_KWARG] = torch.arange(st.valid.shape[1], device=st.valid.device)
         st.kv_valid[idx] = st.valid
         return args, kwargs
 
@@ -500,7 +504,7 @@ def _reducing_forward(handle: ReductionHandle, idx: int, original: Callable) -> 
 def _kv_evicting_forward(handle: ReductionHandle, idx: int, original: Callable) -> Callable:
     def forward(layer: nn.Module, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         st = handle._prefill
-        cache = kwargs.get("past_key_values")
+        cache = cache_from_kwargs(kwargs)
         if st is None or cache is None or idx not in st.active:
             return original(hidden_states, *args, **kwargs)
         recorder = layer.self_attn._fastadasp_recorder
@@ -521,6 +525,7 @@ def apply(model: nn.Module, config: ReductionConfig | None = None, **overrides: 
     Returns the handle: ``handle.stats`` after each prefill, ``handle.remove()`` to undo.
     Keyword overrides build or change the config: ``apply(model, method="fastv", ratio=0.5)``.
     """
+    warn_if_untested()
     if config is None:
         config = ReductionConfig(**overrides)
     elif overrides:

@@ -34,15 +34,21 @@ plain ``generate`` computed its first step before the eviction.
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import AttentionInterface, DynamicCache
-from transformers.cache_utils import DynamicLayer
 
+from .hf_compat import (
+    AttentionInterface,
+    DynamicCache,
+    DynamicLayer,
+    cache_kwargs,
+    cache_of_output,
+    caller_passed_cache,
+    with_attn_implementation,
+)
 from .models import UnsupportedModelError, speech_lm_parts
 
 SHARED_PROMPT_IMPLEMENTATION = "fastadasp_shared_prompt"
@@ -208,9 +214,7 @@ def attending_to_shared_prompt(model: nn.Module, cache: DynamicCache) -> Iterato
     try:
         for attn, layer_cache in zip((layer.self_attn for layer in parts.layers), cache.layers):
             saved.append((attn, attn.config))
-            patched = copy.copy(attn.config)
-            patched._attn_implementation = SHARED_PROMPT_IMPLEMENTATION
-            attn.config = patched
+            attn.config = with_attn_implementation(attn.config, SHARED_PROMPT_IMPLEMENTATION)
             attn._fastadasp_shared_prompt = layer_cache
         yield
     finally:
@@ -261,8 +265,8 @@ def generate_with_shared_prompt(
     returns = int(generate_kwargs.get("num_return_sequences") or config.num_return_sequences or 1)
     if beams == 1 and returns > 1:
         raise ValueError("generate_with_shared_prompt: num_return_sequences > 1 needs beam search")
-    if generate_kwargs.get("past_key_values") is not None:
-        raise ValueError("generate_with_shared_prompt makes its own cache; do not pass past_key_values")
+    if caller_passed_cache(generate_kwargs):
+        raise ValueError("generate_with_shared_prompt makes its own cache; do not pass past_key_values (or cache)")
     ids = inputs["input_ids"]
     mask = inputs.get("attention_mask")
     if mask is None:
@@ -279,7 +283,7 @@ def generate_with_shared_prompt(
     prefill.update(attention_mask=mask, position_ids=prefill_positions(mask))
     with torch.no_grad(), _last_position_logits(model):
         out = model(**prefill, use_cache=True, return_dict=True)
-    cache = out.past_key_values
+    cache = cache_of_output(out)
     del out
     drop_last_entry(cache)  # generate feeds the last prompt token again (see the module docstring)
     handle = getattr(model, "_fastadasp_handle", None)
@@ -287,7 +291,7 @@ def generate_with_shared_prompt(
         handle.prepare_shared_decoding(beams, drop_last=1)
     if not share_kv:
         cache.batch_repeat_interleave(beams)
-        return model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, **generate_kwargs)
+        return model.generate(input_ids=ids, attention_mask=mask, **cache_kwargs(cache), **generate_kwargs)
     cache = share_prompt_cache(cache, beams)
     with attending_to_shared_prompt(model, cache):
-        return model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, **generate_kwargs)
+        return model.generate(input_ids=ids, attention_mask=mask, **cache_kwargs(cache), **generate_kwargs)

@@ -49,14 +49,11 @@ def test_equals_eager_attention_weights_of_the_model(checkpoint, processor):
     def spy(module, args, kwargs, output):
         captured["weights"] = output[1]
 
-    import copy
-
     from espnet_fastadasp.attention import RECORDING_IMPLEMENTATION, AttentionRecorder, base_attention_function
+    from espnet_fastadasp.hf_compat import with_attn_implementation
 
     attn._fastadasp_recorder = AttentionRecorder(base=base_attention_function(attn, "eager"), armed=True)
-    cfg = copy.copy(attn.config)
-    cfg._attn_implementation = RECORDING_IMPLEMENTATION
-    attn.config = cfg
+    attn.config = with_attn_implementation(attn.config, RECORDING_IMPLEMENTATION)
     h = attn.register_forward_hook(spy, with_kwargs=True)
     with torch.no_grad():
         model(**inputs, output_attentions=True)

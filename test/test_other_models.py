@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import espnet_fastadasp as fa
+from espnet_fastadasp.hf_compat import cache_of_output
 
 AUDIO_ID, TOKENS_PER_CLIP = 99, 50
 
@@ -75,7 +76,7 @@ def test_reduces_and_batch_equals_single_runs(voxtral, method):
         out = voxtral.generate(**x, **GEN, return_dict_in_generate=True)
         rows = handle.stats.rows
         assert rows[0].kv_tokens[-1] < rows[0].kv_tokens[0]
-        cache_len = out.past_key_values.layers[-1].keys.shape[2]
+        cache_len = cache_of_output(out).layers[-1].keys.shape[2]
         assert cache_len == max(r.kv_tokens[-1] for r in rows) + GEN["max_new_tokens"] - 1
         g = torch.Generator().manual_seed(3)
         feats = [torch.randn(16, 200, generator=g) for _ in range(3)]

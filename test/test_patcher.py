@@ -7,6 +7,7 @@ import torch
 
 import espnet_fastadasp as fa
 from espnet_fastadasp.config import METHODS
+from espnet_fastadasp.hf_compat import cache_of_output
 
 from .conftest import GEN, load, make_inputs, new_tokens
 
@@ -94,7 +95,7 @@ def test_kv_cache_lengths_follow_the_plan(model, processor, method):
     with fa.apply(model, fa.ReductionConfig(method=method, schedule="constant", ratio=0.2, start_layer=2)) as handle:
         out = generate(model, inputs, return_dict_in_generate=True, max_new_tokens=4)
         rows = handle.stats.rows
-    cache = out.past_key_values
+    cache = cache_of_output(out)
     steps = 4 - 1  # the last generated token is never fed back
     full = inputs["input_ids"].shape[1]
     for layer in range(len(rows[0].kv_tokens)):
@@ -168,8 +169,8 @@ def test_h2o_really_frees_cache_memory(model, processor):
     out_full = generate(model, inputs, return_dict_in_generate=True, max_new_tokens=2)
     with fa.apply(model, fa.ReductionConfig(method="h2o", flops_reduction=0.4)) as handle:
         out = generate(model, inputs, return_dict_in_generate=True, max_new_tokens=2)
-    full_bytes = sum(c.keys.numel() + c.values.numel() for c in out_full.past_key_values.layers)
-    bytes_ = sum(c.keys.numel() + c.values.numel() for c in out.past_key_values.layers)
+    full_bytes = sum(c.keys.numel() + c.values.numel() for c in cache_of_output(out_full).layers)
+    bytes_ = sum(c.keys.numel() + c.values.numel() for c in cache_of_output(out).layers)
     assert bytes_ < 0.8 * full_bytes
     assert handle.stats.kv_reduction > 0.2
     assert handle.stats.flops_reduction == 0.0  # h2o leaves the hidden states (and prefill FLOPs) whole

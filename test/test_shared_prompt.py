@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers.cache_utils import DynamicLayer
 
 import espnet_fastadasp as fa
 from espnet_fastadasp.config import METHODS
+from espnet_fastadasp.hf_compat import DynamicLayer, attn_implementation, cache_of_output
 from espnet_fastadasp.hf_fixes import BeamClipOrderFix
 from espnet_fastadasp.shared_prompt import (
     SHARED_PROMPT_IMPLEMENTATION,
@@ -37,7 +37,7 @@ def test_equals_plain_generate_without_reduction(checkpoint, processor, attn, be
     for module in model.modules():
         assert not hasattr(module, "_fastadasp_shared_prompt")
         config = getattr(module, "config", None)
-        assert getattr(config, "_attn_implementation", None) != SHARED_PROMPT_IMPLEMENTATION
+        assert attn_implementation(config) != SHARED_PROMPT_IMPLEMENTATION
 
 
 def test_beams_from_a_generation_config(model, processor):
@@ -103,7 +103,7 @@ def test_the_prompt_is_cached_once(model, processor):
         with fa.apply(model, fa.ReductionConfig(method="fastadasp", flops_reduction=0.4)) as handle:
             out = generate_with_shared_prompt(model, inputs, num_beams=beams, **GEN)
             kv_tokens = handle.stats.rows[0].kv_tokens
-        layers = out.past_key_values.layers
+        layers = cache_of_output(out).layers
         assert all(isinstance(layer, SharedPromptLayer) for layer in layers)
         for layer in layers:
             assert layer.prompt_keys.shape[0] == len(seconds) and layer.keys.shape[0] == len(seconds) * beams

@@ -58,6 +58,13 @@ def main() -> int:
         print(f"torch device: {'cuda ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu only'}")
     except Exception:  # noqa: BLE001
         pass
+    try:
+        from espnet_fastadasp.hf_compat import TESTED_RANGE, check_version
+
+        warning = check_version()
+        print(warning or f"transformers is within the tested range ({TESTED_RANGE[0]} to {TESTED_RANGE[1]}.x)")
+    except Exception:  # noqa: BLE001 - reported as missing above
+        pass
     if missing:
         print(f"MISSING required packages: {', '.join(missing)}", file=sys.stderr)
         return 1

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Set up the environment for espnet_fastadasp, in the spirit of ESPnet's tools/:
 # a virtual environment in tools/venv with torch, transformers and this package installed
-# (editable), optional Debian packages, then a check of what is there and what is missing.
+# (editable) at the exact versions of tools/constraints.txt (the set the whole test suite
+# passed with), optional Debian packages, then a check of what is there and what is missing.
 #
-#   bash tools/setup.sh                # core: venv + package
+#   bash tools/setup.sh                # core: venv + package, pinned versions
 #   bash tools/setup.sh --test         # + test extras and the Debian packages the tests use
-#   bash tools/setup.sh --no-venv      # install into the current Python (e.g. a GPU host's own torch)
+#   bash tools/setup.sh --no-venv      # install into the current Python and keep its own torch and
+#                                      # transformers (e.g. a GPU host's); nothing pinned there
+#   bash tools/setup.sh --unpinned     # newest releases setup.py allows, instead of the pins
 #
-# Environment: TORCH_VERSION (default 2.13.0; torch is only installed when it is missing),
-# PYTHON (default python3).
+# Environment: TORCH_VERSION (default: the pinned one; torch is only installed when it is
+# missing), PYTHON (default python3), CONSTRAINTS (default tools/constraints.txt).
 set -euo pipefail
 
 tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,14 +19,16 @@ root=$(dirname "${tools_dir}")
 venv="${tools_dir}/venv"
 use_venv=true
 with_test=false
+pinned=true
 python=${PYTHON:-python3}
-torch_version=${TORCH_VERSION:-2.13.0}
+constraints=${CONSTRAINTS:-${tools_dir}/constraints.txt}
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --test) with_test=true ;;
-        --no-venv) use_venv=false ;;
+        --no-venv) use_venv=false; pinned=false ;;
+        --unpinned) pinned=false ;;
         --venv) venv=$2; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "setup.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -39,6 +44,12 @@ if ${use_venv}; then
     python="${venv}/bin/python"
 fi
 pip=("${python}" -m pip --disable-pip-version-check -q)
+pin=()
+if ${pinned}; then
+    [ -f "${constraints}" ] || { echo "setup.sh: no constraints file ${constraints}" >&2; exit 2; }
+    pin=(-c "${constraints}")
+fi
+torch_version=${TORCH_VERSION:-$(sed -n 's/^torch==//p' "${tools_dir}/constraints.txt")}
 
 if ! "${python}" -c "import torch" 2>/dev/null; then
     echo "== installing torch==${torch_version}"
@@ -46,8 +57,21 @@ if ! "${python}" -c "import torch" 2>/dev/null; then
 fi
 extras=""
 ${with_test} && extras="[test]"
-echo "== installing espnet_fastadasp${extras} (editable)"
-"${pip[@]}" install -e "${root}${extras}"
+if ${pinned}; then
+    echo "== installing espnet_fastadasp${extras} (editable) with the versions of ${constraints#"${root}"/}"
+else
+    echo "== installing espnet_fastadasp${extras} (editable), versions within setup.py's ranges"
+fi
+installed_torch=$("${python}" -c "import torch; print(torch.__version__.split('+')[0])")
+if ${pinned} && [ "${installed_torch}" != "$(sed -n 's/^torch==//p' "${constraints}")" ]; then
+    # another torch by choice (TORCH_VERSION, or one already there): keep it, pin everything else
+    other=$(mktemp)
+    trap 'rm -f "${other}"' EXIT
+    grep -v '^torch==' "${constraints}" > "${other}"
+    pin=(-c "${other}")
+    echo "== keeping torch ${installed_torch} (the pinned one is $(sed -n 's/^torch==//p' "${constraints}"))"
+fi
+"${pip[@]}" install "${pin[@]}" -e "${root}${extras}"
 
 if ${with_test}; then
     # Debian packages: the shell linter and sox, Slurm for the real Slurm tests, espeak-ng for synthetic data

@@ -35,7 +35,7 @@ over all settings so that clock or thermal drift hits all of them alike:
 * RTF: ``generate`` wall time / audio seconds;
 * peak GiB: ``torch.cuda.max_memory_allocated`` during ``generate`` (weights included; null
   on CPU); KV MiB: bytes of the KV cache after generation, summed over layers and rows (per
-  layer in the JSON), read from ``return_dict_in_generate=True``'s ``past_key_values``;
+  layer in the JSON), read from ``return_dict_in_generate=True``'s cache;
 * FLOPs: the analytic prefill FLOPs of the decoder (``espnet_fastadasp.flops``) and the
   achieved reduction from ``handle.stats``;
 * floor ms: the least time a decoding step can take on this memory system: the bytes it must
@@ -75,6 +75,7 @@ from torch import nn
 import espnet_fastadasp as fa
 from espnet_fastadasp.config import ConfigError, parse_reduction_spec
 from espnet_fastadasp.flops import DecoderDims, full_prefill_flops
+from espnet_fastadasp.hf_compat import cache_of_output
 from espnet_fastadasp.models import audio_token_id_of, speech_lm_parts
 from espnet_fastadasp.shared_prompt import SharedPromptLayer, generate_with_shared_prompt
 
@@ -509,7 +510,7 @@ def run_once(
         t1 = time.perf_counter()
         stats = handle.stats if handle is not None else None
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    kv = kv_cache_layers(out.past_key_values)
+    kv = kv_cache_layers(cache_of_output(out))
     generated = out.sequences.shape[1] - inputs["input_ids"].shape[1]
     del out
     if timer.start is None or not timer.ends:
