@@ -10,17 +10,30 @@ The queries and keys are taken where the model hands them to its attention funct
 RoPE, exactly what the kernel sees): a reducing layer's attention module is pointed at a thin
 recording function, registered with transformers' public ``AttentionInterface``, which calls the
 model's own implementation and keeps references to ``query`` and ``key``.
+
+:class:`AttentionSwap` is the one mechanism for pointing attention modules at one of our
+registered functions and back; the per-module state such a function needs (a recorder, a
+shared-prompt cache layer) is kept here, keyed by module, not as attributes on the modules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
-from .hf_compat import AttentionInterface, eager_attention_function, registered_attention_function
+from .hf_compat import (
+    AttentionInterface,
+    eager_attention_function,
+    registered_attention_function,
+    with_attn_implementation,
+)
+from .masks import allowed_keys
 
 RECORDING_IMPLEMENTATION = "fastadasp_record"
 SUPPORTED_IMPLEMENTATIONS = ("sdpa", "eager")
@@ -52,16 +65,13 @@ def attention_received(
     q = query.reshape(B, Hkv, groups, Q, D)
     k = key.unsqueeze(2)  # (B, Hkv, 1, K, D)
     out = torch.zeros(B, K, dtype=torch.float32, device=query.device)
-    key_pos = torch.arange(K, device=query.device)
     offset = K - Q
     # cap each chunk's float32 score matrix at ~256 MiB (a few temporaries of that size live at once)
     rows = max(1, min(chunk_size, MAX_CHUNK_BYTES // max(1, B * Hq * K * 4)))
     for start in range(0, Q, rows):
         stop = min(Q, start + rows)
         logits = torch.matmul(q[:, :, :, start:stop], k.transpose(-1, -2)).float() * scaling
-        q_pos = torch.arange(start, stop, device=query.device) + offset
-        allowed = (key_pos[None, :] <= q_pos[:, None])[None] & key_valid[:, None, :]  # (B, q, K)
-        allowed |= key_pos[None, None, :] == q_pos[None, :, None]  # a row always sees itself
+        allowed = allowed_keys(key_valid, torch.arange(start, stop, device=query.device) + offset)  # (B, q, K)
         logits = logits.masked_fill(~allowed[:, None, None], float("-inf"))
         probs = torch.softmax(logits, dim=-1)  # (B, Hkv, G, q, K)
         if query_valid is not None:  # where, not a product: a padding row may hold NaN
@@ -99,7 +109,7 @@ def _recording_attention(
     attention_mask: Any,
     **kwargs: Any,
 ) -> Any:
-    recorder: AttentionRecorder = module._fastadasp_recorder
+    recorder: AttentionRecorder = AttentionSwap.state_of(RECORDING_IMPLEMENTATION, module)
     out = recorder.base(module, query, key, value, attention_mask, **kwargs)
     if recorder.armed:
         recorder.query, recorder.key = query, key
@@ -123,3 +133,72 @@ def base_attention_function(attn_module: torch.nn.Module, implementation: str) -
             f"load the model with attn_implementation in {SUPPORTED_IMPLEMENTATIONS}"
         )
     return registered_attention_function(implementation)
+
+
+class AttentionSwap:
+    """Point attention modules at the registered attention function ``implementation``; undo.
+
+    ``states`` maps each module to the state the function reads for it (through
+    :meth:`state_of`). Each module's ``config`` is replaced by a shallow copy that names the
+    function (attention modules look their function up from their config at every call), so
+    the rest of the model is untouched. :meth:`restore` (or leaving the ``with`` block) puts
+    the original configs back and forgets the states; swaps nest.
+    """
+
+    _states: dict[str, weakref.WeakKeyDictionary] = {}
+
+    def __init__(self, implementation: str, states: Mapping[nn.Module, Any]) -> None:
+        self.implementation = implementation
+        self._saved: list[tuple[nn.Module, Any]] = []
+        table = self._states.setdefault(implementation, weakref.WeakKeyDictionary())
+        for module, state in states.items():
+            self._saved.append((module, module.config))
+            module.config = with_attn_implementation(module.config, implementation)
+            table[module] = state
+
+    @classmethod
+    def state_of(cls, implementation: str, module: nn.Module) -> Any:
+        try:
+            return cls._states[implementation][module]
+        except KeyError:
+            raise RuntimeError(f"{type(module).__name__} runs {implementation!r} attention without its state") from None
+
+    @classmethod
+    def has_state(cls, module: nn.Module) -> bool:
+        """Whether any swap currently holds state for ``module`` (for tests of ``remove``)."""
+        return any(module in table for table in cls._states.values())
+
+    def restore(self) -> None:
+        table = self._states.get(self.implementation, {})
+        for module, config in reversed(self._saved):
+            module.config = config
+            table.pop(module, None)
+        self._saved.clear()
+
+    def __enter__(self) -> AttentionSwap:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.restore()
+
+
+@contextlib.contextmanager
+def cudnn_attention_disabled() -> Iterator[None]:
+    """PyTorch's cuDNN SDPA backend off inside the block, restored after (also on error).
+
+    Why: with the per-layer lengths and masks a reduction creates, SDPA picks cuDNN on Hopper
+    GPUs, and cuDNN builds an execution plan for every new shape; real data has a new length per
+    utterance, so each one paid seconds of planning (measured in
+    ``egs2/cost_benchmark/bench1/RESULTS.md``). The flash and memory-efficient kernels need no plan.
+    A no-op where torch has no cuDNN switch.
+    """
+    switch = getattr(torch.backends.cuda, "enable_cudnn_sdp", None)
+    if switch is None:
+        yield
+        return
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    switch(False)
+    try:
+        yield
+    finally:
+        switch(before)

@@ -15,19 +15,10 @@ from typing import Any
 
 import yaml
 
-#: Every reduction method. ``none`` leaves the model untouched.
-METHODS: tuple[str, ...] = (
-    "none",
-    "fastadasp",  # weighted adjacent merge (the paper's method)
-    "merge_avg",  # same clusters, uniform weights (ablation)
-    "random_merge",  # random adjacent edges, attention-weighted
-    "atome",  # A-ToMe: non-overlapping most-similar adjacent pairs, plain average
-    "fastv",  # evict the audio tokens that received the least attention
-    "random_evict",  # evict the same number at random
-    "h2o",  # evict low-attention audio entries from the KV cache only
-)
-MERGE_METHODS: frozenset[str] = frozenset({"fastadasp", "merge_avg", "random_merge", "atome"})
-KV_ONLY_METHODS: frozenset[str] = frozenset({"h2o"})
+from .methods import method_names
+
+#: Every reduction method (the registry of :mod:`.methods`); ``none`` leaves the model untouched.
+METHODS: tuple[str, ...] = method_names()
 
 #: constant: the same fraction of the current audio tokens at every layer from start_layer on;
 #: decay: that fraction at start_layer, falling linearly to 0 at the last layer;

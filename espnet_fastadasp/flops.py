@@ -25,10 +25,13 @@ whose counted FLOPs reduction is closest to it; an unreachable target raises.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from .config import ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,9 +131,15 @@ def plan_row(
     return RowPlan(tuple(removals), tuple(audio_in), tuple(total_in), ratio)
 
 
+def prefill_flops_of_counts(dims: DecoderDims, tokens_in: list[int], tokens_out: list[int]) -> int:
+    """Prefill FLOPs of a row whose layer ``l`` takes ``tokens_in[l]`` tokens into attention and
+    ``tokens_out[l]`` into its MLP (fewer at a reducing layer)."""
+    return sum(dims.prefill_layer(n, m) for n, m in zip(tokens_in, tokens_out))
+
+
 def prefill_flops(dims: DecoderDims, plan: RowPlan) -> int:
     """Counted prefill FLOPs of a row whose hidden states shrink as ``plan`` says."""
-    return sum(dims.prefill_layer(n, n - k) for n, k in zip(plan.total_in, plan.removals))
+    return prefill_flops_of_counts(dims, list(plan.total_in), [n - k for n, k in zip(plan.total_in, plan.removals)])
 
 
 def full_prefill_flops(dims: DecoderDims, total_tokens: int) -> int:
@@ -188,3 +197,33 @@ def solve_ratio(
             hi = mid
     candidates = [plan(lo), plan(hi)]
     return min(candidates, key=lambda p: abs(flops_reduction_of(dims, p) - target))
+
+
+def plan_batch(
+    dims: DecoderDims,
+    config: Any,
+    audio_tokens: list[int],
+    total_tokens: list[int],
+    audio_runs: list[int],
+    row_names: list[str] | None = None,
+) -> list[RowPlan]:
+    """One plan per batch row from its audio tokens, total tokens and audio clips, as ``config``
+    (a :class:`~espnet_fastadasp.config.ReductionConfig`) asks: a fixed ``ratio``, or the ratio
+    solved for ``flops_reduction``. An unreachable target raises (``unreachable: error``) or takes
+    the most aggressive plan with a warning (``unreachable: max``), naming the row."""
+    plans = []
+    names = row_names or [f"batch row {i}" for i in range(len(audio_tokens))]
+    for name, a, n, r in zip(names, audio_tokens, total_tokens, audio_runs):
+        if config.is_noop or a == 0:
+            plans.append(plan_row(a, n, r, config.schedule, 0.0, config.start_layer, dims.num_layers))
+        elif config.ratio is not None:
+            plans.append(plan_row(a, n, r, config.schedule, config.ratio, config.start_layer, dims.num_layers))
+        else:
+            try:
+                plans.append(solve_ratio(dims, config.flops_reduction, a, n, r, config.schedule, config.start_layer))
+            except ConfigError as exc:
+                if config.unreachable == "error":
+                    raise ConfigError(f"{name}: {exc}") from None
+                logger.warning("%s: %s; using the most aggressive plan", name, exc)
+                plans.append(plan_row(a, n, r, config.schedule, 0.999999, config.start_layer, dims.num_layers))
+    return plans

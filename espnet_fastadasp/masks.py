@@ -1,11 +1,10 @@
-"""Attention masks for layers whose sequence or cache was shortened by a reduction.
+"""The one place attention masks are built for layers whose sequence or cache was shortened.
 
-After a reduction the model's own mask (built once per forward for the full sequence) no
+After a reduction the model's own mask (built once per forward for layer 0's full sequence) no
 longer fits the later layers, so they get one built here from a per-layer key-validity mask.
-Token order is preserved by every reduction, so causality in index order stays exact: the
-queries are the last ``Q`` of the ``K`` keys and query ``i`` sees key ``j`` iff ``j`` is valid
-and not after it. A query always sees itself (padding rows would otherwise be all-masked and
-give NaN under SDPA).
+Token order is preserved by every reduction, so causality in index order stays exact: query
+``i`` (at key position ``p_i``) sees key ``j`` iff ``j`` is valid and ``j <= p_i``. A query always
+sees itself (padding rows would otherwise be all-masked and give NaN under SDPA).
 """
 
 from __future__ import annotations
@@ -13,19 +12,29 @@ from __future__ import annotations
 import torch
 
 
+def allowed_keys(key_valid: torch.Tensor, query_positions: torch.Tensor) -> torch.Tensor:
+    """(B, Q, K) bool, True where the query at key position ``query_positions[i]`` may attend."""
+    key_pos = torch.arange(key_valid.shape[1], device=key_valid.device)
+    allowed = (key_pos[None, :] <= query_positions[:, None])[None] & key_valid[:, None, :]
+    allowed |= (key_pos[None, :] == query_positions[:, None])[None]
+    return allowed
+
+
 def causal_key_mask(key_valid: torch.Tensor, q_len: int) -> torch.Tensor:
-    """(B, 1, Q, K) bool, True where attention is allowed."""
+    """(B, 1, Q, K) bool for queries that are the last ``q_len`` of the ``K`` keys."""
     if q_len == 1:
         # a decoding step: the one query is the newest position and sees every valid key (itself
         # included); no causal part to build, one view instead of a handful of kernels per layer
         return key_valid[:, None, None, :]
-    B, K = key_valid.shape
-    key_pos = torch.arange(K, device=key_valid.device)
-    q_pos = torch.arange(K - q_len, K, device=key_valid.device)
-    causal = key_pos[None, :] <= q_pos[:, None]
-    allowed = causal[None] & key_valid[:, None, :]
-    allowed |= (key_pos[None, :] == q_pos[:, None])[None]
-    return allowed[:, None]
+    K = key_valid.shape[1]
+    return allowed_keys(key_valid, torch.arange(K - q_len, K, device=key_valid.device))[:, None]
+
+
+def step_key_valid(prompt_valid: torch.Tensor, tail: int) -> torch.Tensor:
+    """(B, P + tail) bool: a layer's prompt validity followed by ``tail`` always-valid entries
+    (the tokens generated so far and those of the current step)."""
+    ones = torch.ones(prompt_valid.shape[0], tail, dtype=torch.bool, device=prompt_valid.device)
+    return torch.cat([prompt_valid, ones], dim=1)
 
 
 def attention_mask_for(key_valid: torch.Tensor, q_len: int, implementation: str, dtype: torch.dtype) -> torch.Tensor:
@@ -34,10 +43,14 @@ def attention_mask_for(key_valid: torch.Tensor, q_len: int, implementation: str,
     sdpa takes a boolean mask (True = attend); eager adds the mask to the logits, so it gets
     0 where allowed and the dtype's most negative value elsewhere.
     """
-    allowed = causal_key_mask(key_valid, q_len)
+    return mask_in_form(causal_key_mask(key_valid, q_len), implementation, dtype)
+
+
+def mask_in_form(allowed: torch.Tensor, implementation: str, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean mask (True = attend) as ``implementation`` takes it (bool for sdpa, additive for eager)."""
     if implementation == "sdpa":
         return allowed
     if implementation == "eager":
-        zero = torch.zeros((), dtype=dtype, device=key_valid.device)
-        return torch.where(allowed, zero, torch.tensor(torch.finfo(dtype).min, dtype=dtype, device=key_valid.device))
+        zero = torch.zeros((), dtype=dtype, device=allowed.device)
+        return torch.where(allowed, zero, torch.tensor(torch.finfo(dtype).min, dtype=dtype, device=allowed.device))
     raise NotImplementedError(f"attention implementation {implementation!r} is not supported after a reduction")

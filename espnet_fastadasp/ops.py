@@ -1,6 +1,6 @@
-"""Token reduction as pure, batched tensor functions (tensor in, tensor out).
+"""Token reduction as pure, batched tensor functions (tensor in, tensor out), free of method names.
 
-Every method is expressed in two steps:
+The methods of :mod:`.methods` are built from these in two steps:
 
 1. *selection*: decide, per row, which tokens leave the sequence. Merge methods return
    ``group`` ids (contiguous runs of tokens that become one token); eviction methods return a
@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-from .config import MERGE_METHODS
 
 NEG_INF = float("-inf")
 
@@ -121,6 +119,12 @@ def groups_from_edges(edges: torch.Tensor) -> torch.Tensor:
     return starts.cumsum(-1) - 1
 
 
+def singleton_groups(mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) long: every token its own group (what eviction assigns: nothing is merged)."""
+    B, T = mask.shape
+    return torch.arange(T, device=mask.device).expand(B, T)
+
+
 # --------------------------------------------------------------------------- assignment
 
 
@@ -193,76 +197,3 @@ def gather_slots(x: torch.Tensor, src: torch.Tensor, dim: int = 1, fill: float |
     out = x.gather(dim, idx_full)
     empty = (src < 0).view(view).expand(shape)
     return out.masked_fill(empty, fill)
-
-
-# --------------------------------------------------------------------------- methods
-
-
-def merge_groups(
-    method: str,
-    keys: torch.Tensor,
-    audio_mask: torch.Tensor,
-    k: torch.Tensor,
-    seeds: list[int] | None = None,
-) -> torch.Tensor:
-    """Group ids for a merge method: which adjacent audio tokens are merged.
-
-    fastadasp / merge_avg: the ``k`` adjacent audio pairs with the most similar keys, chained.
-    random_merge: ``k`` random adjacent audio pairs, chained.
-    atome: the ``k`` most similar non-overlapping adjacent pairs.
-    """
-    if method in ("fastadasp", "merge_avg"):
-        edges = top_k_mask(adjacent_cosine_similarity(keys, audio_mask), k)
-    elif method == "random_merge":
-        edges = top_k_mask(random_scores(audio_edges(audio_mask), seeds or [0] * keys.shape[0]), k)
-    elif method == "atome":
-        edges = non_overlapping_top_k_edges(adjacent_cosine_similarity(keys, audio_mask), k)
-    else:
-        raise ValueError(f"not a merge method: {method!r}")
-    return groups_from_edges(edges)
-
-
-def evict_mask(
-    method: str,
-    scores: torch.Tensor,
-    audio_mask: torch.Tensor,
-    k: torch.Tensor,
-    seeds: list[int] | None = None,
-) -> torch.Tensor:
-    """(B, T) bool: the audio tokens to drop.
-
-    fastv / h2o: the ``k`` audio tokens that received the least attention (``scores``).
-    random_evict: ``k`` audio tokens at random.
-    """
-    if method in ("fastv", "h2o"):
-        return bottom_k_mask(scores, audio_mask, k)
-    if method == "random_evict":
-        return top_k_mask(random_scores(audio_mask, seeds or [0] * audio_mask.shape[0]), k)
-    raise ValueError(f"not an eviction method: {method!r}")
-
-
-def reduce_tokens(
-    method: str,
-    keys: torch.Tensor,
-    scores: torch.Tensor,
-    audio_mask: torch.Tensor,
-    valid_mask: torch.Tensor,
-    k: torch.Tensor,
-    seeds: list[int] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """One reduction step: ``(dest, weight, out_len)`` for :func:`merge_rows`.
-
-    keys: (B, T, C) this layer's keys; scores: (B, T) attention each token received;
-    audio_mask / valid_mask: (B, T) bool; k: (B,) tokens to remove per row.
-    """
-    B, T = audio_mask.shape
-    if method in MERGE_METHODS:
-        group = merge_groups(method, keys, audio_mask, k, seeds)
-        keep = valid_mask
-        weight = scores if method in ("fastadasp", "random_merge") else torch.ones_like(scores)
-    else:
-        group = torch.arange(T, device=audio_mask.device).expand(B, T)
-        keep = valid_mask & ~evict_mask(method, scores, audio_mask, k, seeds)
-        weight = torch.ones_like(scores)
-    dest, out_len = assignment_from_groups(group, keep)
-    return dest, weight, out_len

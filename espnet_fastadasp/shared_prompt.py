@@ -40,6 +40,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .attention import AttentionSwap
+from .cache_layers import OwnMaskLayer, ReducedLayer
 from .hf_compat import (
     AttentionInterface,
     DynamicCache,
@@ -47,7 +49,6 @@ from .hf_compat import (
     cache_kwargs,
     cache_of_output,
     caller_passed_cache,
-    with_attn_implementation,
 )
 from .models import UnsupportedModelError, speech_lm_parts
 
@@ -103,11 +104,28 @@ class SharedPromptLayer(DynamicLayer):
         raise NotImplementedError("a shared prompt cache cannot be reset; prefill again")
 
 
+class ReducedSharedPromptLayer(OwnMaskLayer, SharedPromptLayer):
+    """A shared prompt whose entries were reduced: ``prompt_valid`` (B * beams, P) says which are
+    real per beam row, and the layer builds its decoding steps' masks (see :mod:`.cache_layers`)."""
+
+    def __init__(self, prompt_keys: torch.Tensor, prompt_values: torch.Tensor, beams: int, prompt_valid) -> None:
+        super().__init__(prompt_keys, prompt_values, beams)
+        self.prompt_valid = prompt_valid
+        self.padded = not bool(prompt_valid.all())
+
+    @property
+    def generated(self) -> int:
+        return self.keys.shape[-2]
+
+
 def drop_last_entry(cache: DynamicCache) -> None:
     """Remove the newest entry of every layer (a view: nothing is copied)."""
     for layer in _layers_of(cache):
-        layer.keys = layer.keys[..., :-1, :]
-        layer.values = layer.values[..., :-1, :]
+        if isinstance(layer, ReducedLayer):
+            layer.drop_newest(1)
+        else:
+            layer.keys = layer.keys[..., :-1, :]
+            layer.values = layer.values[..., :-1, :]
 
 
 def _layers_of(cache: Any) -> list[Any]:
@@ -118,7 +136,7 @@ def _layers_of(cache: Any) -> list[Any]:
             f"(transformers >= 4.56); got {type(cache).__name__}"
         )
     for i, layer in enumerate(layers):
-        if type(layer) is not DynamicLayer:
+        if type(layer) not in (DynamicLayer, ReducedLayer):
             raise UnsupportedModelError(
                 f"layer {i} caches with {type(layer).__name__}; sharing the prompt needs plain full-attention "
                 f"DynamicLayer caches (no sliding window, offloading or quantisation)"
@@ -130,11 +148,15 @@ def share_prompt_cache(cache: DynamicCache, beams: int) -> DynamicCache:
     """Turn a prefilled ``DynamicCache`` (one row per prompt) into one shared by ``beams`` rows each.
 
     The same object is returned, its layers replaced by :class:`SharedPromptLayer` (no copy of
-    the prompt is made).
+    the prompt is made); a reduced layer keeps its prompt validity, one row per beam.
     """
     layers = _layers_of(cache)
     for i, layer in enumerate(layers):
-        layers[i] = SharedPromptLayer(layer.keys, layer.values, beams)
+        if isinstance(layer, ReducedLayer):
+            valid = layer.prompt_valid.repeat_interleave(beams, dim=0)
+            layers[i] = ReducedSharedPromptLayer(layer.keys, layer.values, beams, valid)
+        else:
+            layers[i] = SharedPromptLayer(layer.keys, layer.values, beams)
     return cache
 
 
@@ -169,7 +191,7 @@ def shared_prompt_attention(
     :class:`SharedPromptLayer`. attention_mask: None, or (R, 1, q, P + S) boolean (True = attend)
     or additive, as the model built it for the whole cache. Returns (R, q, Hq, D) and no weights.
     """
-    layer: SharedPromptLayer = module._fastadasp_shared_prompt
+    layer: SharedPromptLayer = AttentionSwap.state_of(SHARED_PROMPT_IMPLEMENTATION, module)
     pk, pv, beams = layer.prompt_keys, layer.prompt_values, layer.beams
     R, Hq, q, D = query.shape
     B, Hkv, P, _ = pk.shape
@@ -204,23 +226,14 @@ def shared_prompt_attention(
 AttentionInterface.register(SHARED_PROMPT_IMPLEMENTATION, shared_prompt_attention)
 
 
-@contextlib.contextmanager
-def attending_to_shared_prompt(model: nn.Module, cache: DynamicCache) -> Iterator[None]:
-    """Point every decoder layer's attention at :func:`shared_prompt_attention` (and back after)."""
+def attending_to_shared_prompt(model: nn.Module, cache: DynamicCache) -> AttentionSwap:
+    """Point every decoder layer's attention at :func:`shared_prompt_attention`, each with its
+    layer of ``cache``; use as ``with attending_to_shared_prompt(model, cache): ...``."""
     parts = speech_lm_parts(model)
     if len(cache.layers) != len(parts.layers):
         raise RuntimeError(f"cache has {len(cache.layers)} layers, the decoder {len(parts.layers)}")
-    saved = []
-    try:
-        for attn, layer_cache in zip((layer.self_attn for layer in parts.layers), cache.layers):
-            saved.append((attn, attn.config))
-            attn.config = with_attn_implementation(attn.config, SHARED_PROMPT_IMPLEMENTATION)
-            attn._fastadasp_shared_prompt = layer_cache
-        yield
-    finally:
-        for attn, config in saved:
-            attn.config = config
-            attn.__dict__.pop("_fastadasp_shared_prompt", None)
+    states = {layer.self_attn: layer_cache for layer, layer_cache in zip(parts.layers, cache.layers)}
+    return AttentionSwap(SHARED_PROMPT_IMPLEMENTATION, states)
 
 
 @contextlib.contextmanager
@@ -286,9 +299,6 @@ def generate_with_shared_prompt(
     cache = cache_of_output(out)
     del out
     drop_last_entry(cache)  # generate feeds the last prompt token again (see the module docstring)
-    handle = getattr(model, "_fastadasp_handle", None)
-    if handle is not None:
-        handle.prepare_shared_decoding(beams, drop_last=1)
     if not share_kv:
         cache.batch_repeat_interleave(beams)
         return model.generate(input_ids=ids, attention_mask=mask, **cache_kwargs(cache), **generate_kwargs)

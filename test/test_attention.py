@@ -49,16 +49,19 @@ def test_equals_eager_attention_weights_of_the_model(checkpoint, processor):
     def spy(module, args, kwargs, output):
         captured["weights"] = output[1]
 
-    from espnet_fastadasp.attention import RECORDING_IMPLEMENTATION, AttentionRecorder, base_attention_function
-    from espnet_fastadasp.hf_compat import with_attn_implementation
+    from espnet_fastadasp.attention import (
+        RECORDING_IMPLEMENTATION,
+        AttentionRecorder,
+        AttentionSwap,
+        base_attention_function,
+    )
 
-    attn._fastadasp_recorder = AttentionRecorder(base=base_attention_function(attn, "eager"), armed=True)
-    attn.config = with_attn_implementation(attn.config, RECORDING_IMPLEMENTATION)
+    recorder = AttentionRecorder(base=base_attention_function(attn, "eager"), armed=True)
     h = attn.register_forward_hook(spy, with_kwargs=True)
-    with torch.no_grad():
+    with AttentionSwap(RECORDING_IMPLEMENTATION, {attn: recorder}), torch.no_grad():
         model(**inputs, output_attentions=True)
     h.remove()
-    q, k, scaling = attn._fastadasp_recorder.take()
+    q, k, scaling = recorder.take()
     valid = inputs["attention_mask"].bool()
     ours = attention_received(q, k, valid, valid, scaling, chunk_size=5)
     eager = (captured["weights"].float() * valid[:, None, :, None]).sum(dim=(1, 2))

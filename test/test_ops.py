@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from espnet_fastadasp import ops
+from espnet_fastadasp.methods import get_method
 
 
 def slow_weighted_merge(x, keys, weights, audio, valid, k):
@@ -62,7 +63,7 @@ def batch(seed=0, B=3, T=24, C=8):
 def test_weighted_merge_matches_slow_reference(k):
     x, keys, weights, audio, valid = batch()
     k = torch.tensor(k)
-    dest, w, out_len = ops.reduce_tokens("fastadasp", keys, weights, audio, valid, k)
+    dest, w, out_len = get_method("fastadasp").assign(keys, weights, audio, valid, k)
     fast = ops.merge_rows(x, dest, w, out_len)
     k_capped = torch.minimum(k, ops.audio_edges(audio).sum(-1))
     ref = slow_weighted_merge(x, keys, weights, audio, valid, k_capped)
@@ -75,7 +76,7 @@ def test_weighted_merge_matches_slow_reference(k):
 def test_merge_avg_is_uniform_and_singletons_are_bit_exact():
     x, keys, weights, audio, valid = batch()
     k = torch.tensor([3, 3, 3])
-    dest, w, out_len = ops.reduce_tokens("merge_avg", keys, weights, audio, valid, k)
+    dest, w, out_len = get_method("merge_avg").assign(keys, weights, audio, valid, k)
     assert torch.all(w == 1)
     out = ops.merge_rows(x, dest, w, out_len)
     src = ops.slot_sources(dest, out_len)
@@ -88,7 +89,7 @@ def test_merge_avg_is_uniform_and_singletons_are_bit_exact():
 def test_text_and_padding_are_never_candidates():
     x, keys, weights, audio, valid = batch()
     for method in ("fastadasp", "merge_avg", "random_merge", "atome", "fastv", "random_evict"):
-        dest, w, out_len = ops.reduce_tokens(method, keys, weights, audio, valid, torch.tensor([30, 30, 30]), [1, 2, 3])
+        dest, w, out_len = get_method(method).assign(keys, weights, audio, valid, torch.tensor([30, 30, 30]), [1, 2, 3])
         src = ops.slot_sources(dest, out_len)
         for b in range(3):
             text = (valid[b] & ~audio[b]).nonzero().flatten().tolist()
@@ -101,7 +102,7 @@ def test_text_and_padding_are_never_candidates():
 
 def test_output_is_left_aligned_and_order_preserving():
     x, keys, weights, audio, valid = batch()
-    dest, w, out_len = ops.reduce_tokens("fastv", keys, weights, audio, valid, torch.tensor([1, 4, 9]))
+    dest, w, out_len = get_method("fastv").assign(keys, weights, audio, valid, torch.tensor([1, 4, 9]))
     src = ops.slot_sources(dest, out_len)
     for b in range(3):
         filled = src[b] >= 0
@@ -113,7 +114,7 @@ def test_output_is_left_aligned_and_order_preserving():
 
 def test_fastv_drops_the_least_attended_audio_tokens():
     x, keys, weights, audio, valid = batch()
-    drop = ops.evict_mask("fastv", weights, audio, torch.tensor([2, 2, 2]))
+    drop = get_method("fastv").drop(weights, audio, torch.tensor([2, 2, 2]), None)
     for b in range(3):
         dropped = drop[b].nonzero().flatten()
         cand = audio[b].nonzero().flatten()
@@ -168,6 +169,6 @@ def test_masks_match_a_dense_reference_for_prefill_and_decoding():
 def test_dropped_and_padding_tokens_never_leak_into_slots():
     x, keys, weights, audio, valid = batch()
     x[1, :3] = float("nan")  # garbage in the padding of row 1
-    dest, w, out_len = ops.reduce_tokens("fastv", keys, weights, audio, valid, torch.tensor([2, 2, 2]))
+    dest, w, out_len = get_method("fastv").assign(keys, weights, audio, valid, torch.tensor([2, 2, 2]))
     out = ops.merge_rows(x, dest, w, out_len)
     assert torch.isfinite(out).all()

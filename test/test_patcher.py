@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import espnet_fastadasp as fa
+from espnet_fastadasp.attention import AttentionSwap
 from espnet_fastadasp.config import METHODS
 from espnet_fastadasp.hf_compat import cache_of_output
 
@@ -37,7 +38,7 @@ def test_remove_restores_the_original(model, processor, method):
     generate(model, inputs)
     handle.remove()
     assert torch.equal(generate(model, inputs), base)
-    assert not any(hasattr(layer, "_fastadasp_recorder") for layer in model.modules())
+    assert not any(AttentionSwap.has_state(module) for module in model.modules())
     assert all("forward" not in layer.__dict__ for layer in model.modules())
 
 
@@ -308,7 +309,7 @@ def test_cudnn_attention_is_off_inside_a_reduced_decoder_only(model, processor):
             generate(model, inputs)
         assert seen and all(seen)  # no reduction: nothing changes
         seen.clear()
-        with fa.apply(model, fa.ReductionConfig(method="fastadasp", ratio=0.3)) as handle:
+        with fa.apply(model, fa.ReductionConfig(method="fastadasp", ratio=0.3)):
             generate(model, inputs)
             assert seen and not any(seen)
             assert torch.backends.cuda.cudnn_sdp_enabled()
@@ -323,6 +324,6 @@ def test_cudnn_attention_is_off_inside_a_reduced_decoder_only(model, processor):
             finally:
                 failing.remove()
             assert seen[-1] is False  # the decoder had started, with cuDNN off
-            assert torch.backends.cuda.cudnn_sdp_enabled() and handle._cudnn_sdp_before is None
+            assert torch.backends.cuda.cudnn_sdp_enabled()
     finally:
         probe.remove()

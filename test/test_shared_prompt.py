@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 
 import espnet_fastadasp as fa
+from espnet_fastadasp.attention import AttentionSwap
 from espnet_fastadasp.config import METHODS
 from espnet_fastadasp.hf_compat import DynamicLayer, attn_implementation, cache_of_output
 from espnet_fastadasp.hf_fixes import BeamClipOrderFix
@@ -35,7 +38,7 @@ def test_equals_plain_generate_without_reduction(checkpoint, processor, attn, be
     # the same model afterwards: every attention module back on its own implementation
     assert torch.equal(model.generate(**inputs, num_beams=beams, **GEN).sequences, plain.sequences)
     for module in model.modules():
-        assert not hasattr(module, "_fastadasp_shared_prompt")
+        assert not AttentionSwap.has_state(module)
         config = getattr(module, "config", None)
         assert attn_implementation(config) != SHARED_PROMPT_IMPLEMENTATION
 
@@ -170,8 +173,9 @@ def test_attention_equals_attention_over_copies(q, mask_kind):
         "none": None,
     }[mask_kind]
     module = torch.nn.Module()
-    module._fastadasp_shared_prompt = SharedPromptLayer(prompt_k, prompt_v, beams)
-    out, weights = shared_prompt_attention(module, query, key, value, mask, scaling=D**-0.5)
+    module.config = types.SimpleNamespace()  # what AttentionSwap points at the shared-prompt function
+    with AttentionSwap(SHARED_PROMPT_IMPLEMENTATION, {module: SharedPromptLayer(prompt_k, prompt_v, beams)}):
+        out, weights = shared_prompt_attention(module, query, key, value, mask, scaling=D**-0.5)
     ref = _reference_attention(query, prompt_k, prompt_v, key, value, beams, key_valid, D**-0.5)
     assert weights is None and out.shape == (R, q, Hkv * groups, D)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)

@@ -1,0 +1,107 @@
+"""A cache layer for a decoder layer whose prompt entries were reduced.
+
+transformers keeps decoding state in cache layer objects (``cache_utils.CacheLayerMixin``,
+``DynamicLayer``), so the state a reduction leaves behind lives there too. After a reduced
+prefill, every layer whose cache holds fewer (or differently padded) prompt entries than
+layer 0 gets a :class:`ReducedLayer`: the same keys and values, plus which prompt entries are
+valid per row (a row of a left-padded batch that removed fewer tokens than the longest one has
+new padding). Entries appended while decoding are always valid, as ``generate`` makes them.
+
+The layer builds its own attention mask for a decoding step (:meth:`ReducedLayer.step_mask`):
+the model's mask is sized for layer 0's cache and does not fit. Beam reordering and batch
+expansion move the validity with the rows.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .hf_compat import DynamicCache, DynamicLayer
+from .masks import attention_mask_for, step_key_valid
+from .models import UnsupportedModelError
+
+
+class OwnMaskLayer:
+    """Mixin of cache layers whose prompt entries do not line up with layer 0's: they hold
+    ``prompt_valid`` (rows, P) and ``padded``, and build their decoding steps' masks."""
+
+    prompt_valid: torch.Tensor
+    padded: bool
+
+    @property
+    def generated(self) -> int:
+        """Entries after the prompt, this step's excluded (always valid)."""
+        raise NotImplementedError
+
+    def step_mask(self, q_len: int, implementation: str, dtype: torch.dtype) -> torch.Tensor | None:
+        """The attention mask of a decoding step of ``q_len`` new tokens, before they are cached.
+
+        None when nothing is masked (one query, no padding): SDPA and eager read None as
+        "attend to everything", and no mask kernels run in the decoding loop.
+        """
+        if q_len == 1 and not self.padded:
+            return None
+        key_valid = step_key_valid(self.prompt_valid, self.generated + q_len)
+        return attention_mask_for(key_valid, q_len, implementation, dtype)
+
+
+class ReducedLayer(OwnMaskLayer, DynamicLayer):
+    """``DynamicLayer`` storage (``keys``/``values``) plus ``prompt_valid`` (B, P) bool."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, prompt_valid: torch.Tensor) -> None:
+        super().__init__()
+        if prompt_valid.shape != (keys.shape[0], keys.shape[-2]):
+            raise ValueError(f"prompt_valid {tuple(prompt_valid.shape)} does not fit keys {tuple(keys.shape)}")
+        self.keys, self.values = keys, values
+        self.dtype, self.device = keys.dtype, keys.device
+        self.is_initialized = True
+        self.prompt_valid = prompt_valid
+        # one host sync per layer and prompt: an unpadded layer needs no mask for one-token steps
+        self.padded = not bool(prompt_valid.all())
+
+    @property
+    def generated(self) -> int:
+        return self.keys.shape[-2] - self.prompt_valid.shape[1]
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        super().reorder_cache(beam_idx)
+        self.prompt_valid = self.prompt_valid.index_select(0, beam_idx.to(self.prompt_valid.device))
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        super().batch_repeat_interleave(repeats)
+        self.prompt_valid = self.prompt_valid.repeat_interleave(repeats, dim=0)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        super().batch_select_indices(indices)
+        self.prompt_valid = self.prompt_valid[indices, ...]
+        self.padded = not bool(self.prompt_valid.all())
+
+    def crop(self, *args, **kwargs) -> None:
+        super().crop(*args, **kwargs)
+        self._fit_prompt()
+
+    def drop_newest(self, n: int = 1) -> None:
+        """Remove the ``n`` newest entries (views, nothing copied); prompt entries included."""
+        self.keys = self.keys[..., : self.keys.shape[-2] - n, :]
+        self.values = self.values[..., : self.values.shape[-2] - n, :]
+        self._fit_prompt()
+
+    def _fit_prompt(self) -> None:
+        kept = min(self.prompt_valid.shape[1], self.keys.shape[-2])
+        self.prompt_valid = self.prompt_valid[:, :kept]
+        self.padded = not bool(self.prompt_valid.all())
+
+
+def install_reduced_layers(cache: object, kv_valid: dict[int, torch.Tensor]) -> None:
+    """Replace the layers of ``cache`` named in ``kv_valid`` by :class:`ReducedLayer` (no copy)."""
+    if not kv_valid:
+        return
+    layers = getattr(cache, "layers", None)
+    if not isinstance(cache, DynamicCache) or layers is None:
+        raise UnsupportedModelError(
+            f"token reduction needs the prefill to return its transformers DynamicCache; got {type(cache).__name__} "
+            "(call the model with use_cache=True and return_dict=True, or through generate)"
+        )
+    for idx, valid in kv_valid.items():
+        layer = layers[idx]
+        layers[idx] = ReducedLayer(layer.keys, layer.values, valid)
