@@ -9,15 +9,16 @@ handle.remove()   # the model is the original again
 
 from typing import Any
 
-from .config import METHODS, SCHEDULES, ConfigError, ReductionConfig
+from espnet_fastadasp.core.config import METHODS, SCHEDULES, ConfigError, ReductionConfig
 
 # torch/transformers load only when the model side is used, so data tools start fast
 _LAZY = {
-    "apply": "patcher",
-    "ReductionHandle": "patcher",
-    "UnsupportedModelError": "models",
-    "PrefillStats": "stats",
-    "RowStats": "stats",
+    "apply": "hf.patch",
+    "ReductionHandle": "hf.patch",
+    "UnsupportedModelError": "hf.parts",
+    "generate_with_shared_prompt": "hf.shared_prompt",
+    "PrefillStats": "core.stats",
+    "RowStats": "core.stats",
 }
 
 
@@ -41,4 +42,5 @@ __all__ = [
     "RowStats",
     "UnsupportedModelError",
     "apply",
+    "generate_with_shared_prompt",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from espnet_fastadasp.attention import attention_received
+from espnet_fastadasp.hf.attention import attention_received
 
 from .conftest import load, make_inputs
 
@@ -49,7 +49,7 @@ def test_equals_eager_attention_weights_of_the_model(checkpoint, processor):
     def spy(module, args, kwargs, output):
         captured["weights"] = output[1]
 
-    from espnet_fastadasp.attention import (
+    from espnet_fastadasp.hf.attention import (
         RECORDING_IMPLEMENTATION,
         AttentionRecorder,
         AttentionSwap,

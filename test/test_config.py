@@ -74,7 +74,7 @@ def test_missing_and_corrupt_files(tmp_path):
     ],
 )
 def test_reduction_specs(spec, tag, fields):
-    from espnet_fastadasp.config import parse_reduction_spec
+    from espnet_fastadasp.core.config import parse_reduction_spec
 
     got_tag, cfg = parse_reduction_spec(spec, start_layer=3)
     assert got_tag == tag
@@ -94,14 +94,14 @@ def test_reduction_specs(spec, tag, fields):
     ],
 )
 def test_bad_reduction_specs(spec, match):
-    from espnet_fastadasp.config import parse_reduction_spec
+    from espnet_fastadasp.core.config import parse_reduction_spec
 
     with pytest.raises(ConfigError, match=match):
         parse_reduction_spec(spec)
 
 
 def test_yaml_spec(tmp_path):
-    from espnet_fastadasp.config import parse_reduction_spec
+    from espnet_fastadasp.core.config import parse_reduction_spec
 
     path = tmp_path / "mine.yaml"
     ReductionConfig(method="h2o", ratio=0.2).save_yaml(path)

@@ -7,10 +7,10 @@ import json
 import pytest
 import soundfile as sf
 
-from espnet_fastadasp import corpora
 from espnet_fastadasp.bin import reduction_spec, report, validate_data_dir
-from espnet_fastadasp.data import DataError
-from espnet_fastadasp.tiny import synthetic_audio
+from espnet_fastadasp.decoding.data import DataError
+from espnet_fastadasp.hf.tiny import synthetic_audio
+from espnet_fastadasp.recipes import corpora
 
 
 def data_dir(tmp_path, n=3):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from espnet_fastadasp.bin import demo
-from espnet_fastadasp.config import METHODS
+from espnet_fastadasp.core.config import METHODS
 
 
 def test_demo_table(tmp_path, capsys):

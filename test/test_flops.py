@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from espnet_fastadasp.config import ConfigError
-from espnet_fastadasp.flops import (
+from espnet_fastadasp.core.config import ConfigError
+from espnet_fastadasp.core.flops import (
     DecoderDims,
     flops_reduction_of,
     full_prefill_flops,

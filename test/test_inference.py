@@ -11,9 +11,11 @@ import pytest
 import soundfile as sf
 
 from espnet_fastadasp.bin import inference as inf
-from espnet_fastadasp.data import AudioError, AudioReader, DataError
-from espnet_fastadasp.models import UnsupportedModelError
-from espnet_fastadasp.tiny import synthetic_audio
+from espnet_fastadasp.decoding.data import AudioError, AudioReader, DataError
+from espnet_fastadasp.decoding.encoder_memo import AudioEncoderMemo
+from espnet_fastadasp.decoding.speech2text import load_model
+from espnet_fastadasp.hf.parts import UnsupportedModelError
+from espnet_fastadasp.hf.tiny import synthetic_audio
 
 PROMPT = "<|im_start|>{audio}ASR:<|im_end|>"
 
@@ -196,7 +198,7 @@ def test_kaldi_ark_audio(tmp_path):
 def test_text_only_model_is_rejected(tmp_path):
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from espnet_fastadasp.tiny import char_tokenizer
+    from espnet_fastadasp.hf.tiny import char_tokenizer
 
     lm = Qwen2ForCausalLM(
         Qwen2Config(
@@ -212,7 +214,7 @@ def test_text_only_model_is_rejected(tmp_path):
     char_tokenizer().save_pretrained(tmp_path / "lm")
     assert AutoTokenizer.from_pretrained(tmp_path / "lm")
     with pytest.raises(UnsupportedModelError, match="audio placeholder"):
-        inf.load_model(str(tmp_path / "lm"), "float32", "cpu", None)
+        load_model(str(tmp_path / "lm"), "float32", "cpu", None)
 
 
 def test_config_file_and_cli_overrides(checkpoint, tmp_path):
@@ -280,7 +282,7 @@ def test_several_settings_in_one_process_equal_separate_runs(checkpoint, tmp_pat
 def test_audio_encoder_memo_reuses_only_equal_inputs(checkpoint):
     import torch
 
-    model, processor = inf.load_model(str(checkpoint), "float32", "cpu", None)
+    model, processor = load_model(str(checkpoint), "float32", "cpu", None)
     enc = processor(
         text=["<|im_start|><|audio_bos|><|AUDIO|><|audio_eos|>x<|im_end|>"] * 2,
         audio=[synthetic_audio(1.0, 0), synthetic_audio(1.3, 1)],
@@ -290,7 +292,7 @@ def test_audio_encoder_memo_reuses_only_equal_inputs(checkpoint):
     )
     with torch.no_grad():
         plain = model(**enc).logits
-        memo = inf.AudioEncoderMemo(model)
+        memo = AudioEncoderMemo(model)
         first = model(**enc).logits
         again = model(**{k: v.clone() for k, v in enc.items()}).logits  # equal values, new tensors
         assert memo.hits == 1

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from espnet_fastadasp import ops
-from espnet_fastadasp.config import METHODS, ReductionConfig
-from espnet_fastadasp.methods import REGISTRY, EvictMethod, MergeMethod, get_method, register
+from espnet_fastadasp.core import ops
+from espnet_fastadasp.core.config import METHODS, ReductionConfig
+from espnet_fastadasp.core.methods import REGISTRY, EvictMethod, MergeMethod, get_method, register
 
 ALL = list(REGISTRY)
 #: methods whose number of removed tokens can fall short of k (non-overlapping pairs run out)

@@ -1,4 +1,4 @@
-"""Tests of espnet_fastadasp.scoring and the score CLI (numbers checked by hand)."""
+"""Tests of espnet_fastadasp.evaluation.scoring and the score CLI (numbers checked by hand)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import re
 import pytest
 import sacrebleu
 
-from espnet_fastadasp import scoring
 from espnet_fastadasp.bin import score as score_cli
+from espnet_fastadasp.evaluation import scoring
 
 
 def write(path, lines):

@@ -10,7 +10,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shell_scripts() -> list[Path]:
-    files = [p for p in REPO.rglob("*.sh") if "venv" not in p.parts and not p.is_symlink()]
+    # virtual environments (tools/venv, tools/version_check/venv-X) hold other projects' scripts
+    files = [
+        p for p in REPO.rglob("*.sh") if not any(part.startswith("venv") for part in p.parts) and not p.is_symlink()
+    ]
     files += [p for p in REPO.glob("egs2/*/*/run.sh") if not p.is_symlink()]
     files.append(REPO / ".ci" / "run")
     return sorted(set(files))

@@ -1,4 +1,4 @@
-"""Synthetic multitask data (espnet_fastadasp.synth): determinism, bounds, hold-out, data dirs.
+"""Synthetic multitask data (espnet_fastadasp.recipes.synth): determinism, bounds, hold-out, data dirs.
 
 Needs espeak-ng; when it is missing these tests fail (never skip) with the install hint.
 """
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from espnet_fastadasp import synth
 from espnet_fastadasp.bin import make_synth_data
 from espnet_fastadasp.bin.validate_data_dir import validate
+from espnet_fastadasp.recipes import synth
 
 WORDLIST = Path(__file__).resolve().parents[1] / "egs2/mini_synth/speechlm1/local/wordlist.txt"
 SPLITS = {"train": 4, "test": 2}

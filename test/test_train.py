@@ -10,10 +10,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from espnet_fastadasp import corpora
 from espnet_fastadasp.bin import train_tiny
-from espnet_fastadasp.tiny import synthetic_audio
-from espnet_fastadasp.train import (
+from espnet_fastadasp.hf.tiny import synthetic_audio
+from espnet_fastadasp.recipes import corpora
+from espnet_fastadasp.recipes.train import (
     AudioCTC,
     Batcher,
     Example,

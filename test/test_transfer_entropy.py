@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from espnet_fastadasp.transfer_entropy import (
+from espnet_fastadasp.evaluation.transfer_entropy import (
     LayerScore,
     gaussian_entropy,
     rank_layers,
@@ -79,9 +79,9 @@ def test_select_layer_tool_end_to_end(checkpoint, tmp_path):
     import soundfile as sf
     import yaml
 
-    from espnet_fastadasp import corpora
     from espnet_fastadasp.bin import select_layer
-    from espnet_fastadasp.tiny import synthetic_audio
+    from espnet_fastadasp.hf.tiny import synthetic_audio
+    from espnet_fastadasp.recipes import corpora
 
     utts = []
     for i in range(10):
@@ -150,9 +150,9 @@ def test_validation_leaves_out_layers_a_validation_clip_cannot_reach(checkpoint,
     """A short validation clip makes a deep layer unreachable: that layer is reported, not compared."""
     import soundfile as sf
 
-    from espnet_fastadasp import corpora
     from espnet_fastadasp.bin import select_layer
-    from espnet_fastadasp.tiny import synthetic_audio
+    from espnet_fastadasp.hf.tiny import synthetic_audio
+    from espnet_fastadasp.recipes import corpora
 
     def data_dir(name: str, seconds: list[float]) -> str:
         utts = []

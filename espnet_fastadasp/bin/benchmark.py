@@ -28,7 +28,7 @@ over all settings so that clock or thermal drift hits all of them alike:
   which includes the work ``generate`` does between them (logits processing, beam search
   bookkeeping and the cache reorder), i.e. what one new token really costs;
 * prompt modes (``--prompt_modes``): ``hf`` is plain ``generate``; ``once`` and ``shared`` run
-  :func:`espnet_fastadasp.shared_prompt.generate_with_shared_prompt`, whose cache drops the
+  :func:`espnet_fastadasp.hf.shared_prompt.generate_with_shared_prompt`, whose cache drops the
   last prompt token after the prefill and ``generate`` feeds it again: ``new_tokens + 1``
   decoding forwards (step counts one higher; tok/s and step ms are per step as always);
   every ratio is against ``none`` under ``hf``, what users run today;
@@ -36,7 +36,7 @@ over all settings so that clock or thermal drift hits all of them alike:
 * peak GiB: ``torch.cuda.max_memory_allocated`` during ``generate`` (weights included; null
   on CPU); KV MiB: bytes of the KV cache after generation, summed over layers and rows (per
   layer in the JSON), read from ``return_dict_in_generate=True``'s cache;
-* FLOPs: the analytic prefill FLOPs of the decoder (``espnet_fastadasp.flops``) and the
+* FLOPs: the analytic prefill FLOPs of the decoder (``espnet_fastadasp.core.flops``) and the
   achieved reduction from ``handle.stats``;
 * floor ms: the least time a decoding step can take on this memory system: the bytes it must
   read (decoder weights + LM head, and the KV cache of every row at the step's average
@@ -56,12 +56,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import gc
 import json
 import logging
 import os
-import platform
 import statistics
 import time
 from collections.abc import Iterator, Sequence
@@ -73,18 +71,21 @@ import torch
 from torch import nn
 
 import espnet_fastadasp as fa
-from espnet_fastadasp.config import ConfigError, parse_reduction_spec
-from espnet_fastadasp.flops import DecoderDims, full_prefill_flops
-from espnet_fastadasp.hf_compat import cache_of_output
-from espnet_fastadasp.models import audio_token_id_of, speech_lm_parts
-from espnet_fastadasp.shared_prompt import SharedPromptLayer, generate_with_shared_prompt
+from espnet_fastadasp.core.config import ConfigError, parse_reduction_spec
+from espnet_fastadasp.core.flops import DecoderDims, full_prefill_flops
+from espnet_fastadasp.decoding.speech2text import generation_class
+from espnet_fastadasp.decoding.timing import GenerationTimer, synchronize
+from espnet_fastadasp.evaluation.environment import environment
+from espnet_fastadasp.hf.compat import cache_of_output
+from espnet_fastadasp.hf.parts import audio_token_id_of, audio_tokens_for, speech_lm_parts
+from espnet_fastadasp.hf.shared_prompt import SharedPromptLayer, generate_with_shared_prompt
 
 logger = logging.getLogger("espnet_fastadasp.benchmark")
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 #: How the prompt reaches the beams: ``hf`` plain ``generate`` (the prompt repeated per beam before
 #: the prefill), ``once`` prefilled once per prompt and its cache copied per beam, ``shared``
-#: prefilled once and one cache shared by the beams (:mod:`espnet_fastadasp.shared_prompt`).
+#: prefilled once and one cache shared by the beams (:mod:`espnet_fastadasp.hf.shared_prompt`).
 PROMPT_MODES = ("hf", "once", "shared")
 DEFAULT_REDUCTIONS = (
     "none",
@@ -142,7 +143,7 @@ def get_parser() -> argparse.ArgumentParser:
         default=["hf"],
         choices=PROMPT_MODES,
         help="hf: plain generate (prompt repeated per beam); once: prefilled once, cache copied per beam; "
-        "shared: prefilled once, one cache shared by the beams (espnet_fastadasp.shared_prompt)",
+        "shared: prefilled once, one cache shared by the beams (espnet_fastadasp.hf.shared_prompt)",
     )
     run.add_argument("--start_layer", type=int, default=2, help="first reducing layer (once: the only one)")
     run.add_argument("--new_tokens", type=int, default=64, help="forced number of new tokens per sequence")
@@ -162,7 +163,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def tiny_config() -> Any:
     """The tiny Qwen2-Audio config of the tests, with its tokenizer's special ids filled in."""
-    from espnet_fastadasp.tiny import AUDIO_TOKEN, char_tokenizer, tiny_qwen2_audio_config
+    from espnet_fastadasp.hf.tiny import AUDIO_TOKEN, char_tokenizer, tiny_qwen2_audio_config
 
     tok = char_tokenizer()
     cfg = tiny_qwen2_audio_config(len(tok), tok.convert_tokens_to_ids(AUDIO_TOKEN))
@@ -191,6 +192,16 @@ def load_config(spec: str) -> Any:
     return Qwen2AudioConfig.from_dict(json.loads(path.read_text()))
 
 
+def model_class(config: Any) -> Any:
+    """The class of ``config``'s architecture (any supported Speech LM); a config without one
+    (the shipped Qwen2-Audio shapes, a bare Qwen2AudioConfig) is Qwen2-Audio's."""
+    if getattr(config, "architectures", None):
+        return generation_class(config)
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    return Qwen2AudioForConditionalGeneration
+
+
 def build_random_model(config: Any, device: torch.device, dtype: torch.dtype, attn: str, seed: int) -> nn.Module:
     """Random weights created on ``device`` itself, in ``dtype``.
 
@@ -198,17 +209,15 @@ def build_random_model(config: Any, device: torch.device, dtype: torch.dtype, at
     on the target (the 8.4B parameters of the 7B shape never touch host RAM, and ``meta``
     builds nothing at all).
     """
-    from transformers import Qwen2AudioForConditionalGeneration
-
     torch.manual_seed(seed)
     with torch.device(device):
-        model = Qwen2AudioForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation=attn)
+        model = model_class(config)._from_config(config, dtype=dtype, attn_implementation=attn)
     return model.eval()
 
 
 def load_pretrained(path: str, device: torch.device, dtype: torch.dtype, attn: str) -> nn.Module:
     """A real checkpoint; straight onto the device when ``accelerate`` is there, else via host RAM."""
-    from transformers import Qwen2AudioForConditionalGeneration
+    from transformers import AutoConfig
 
     kwargs: dict[str, Any] = dict(dtype=dtype, attn_implementation=attn)
     try:
@@ -217,7 +226,7 @@ def load_pretrained(path: str, device: torch.device, dtype: torch.dtype, attn: s
         kwargs["device_map"] = str(device)
     except ImportError:
         pass
-    model = Qwen2AudioForConditionalGeneration.from_pretrained(path, **kwargs)
+    model = generation_class(AutoConfig.from_pretrained(path)).from_pretrained(path, **kwargs)
     return model.to(device).eval()
 
 
@@ -280,11 +289,6 @@ def feature_extractor_frame(path: str | None) -> tuple[int, int]:
     return WHISPER_HOP_LENGTH, WHISPER_SAMPLING_RATE
 
 
-def audio_tokens_for(mel_frames: int) -> int:
-    """Qwen2-Audio's audio tokens for ``mel_frames`` frames (conv stride 2, then pooling by 2)."""
-    return (((mel_frames - 1) // 2 + 1) - 2) // 2 + 1
-
-
 def clip_frames(audio_seconds: float, spec: PromptSpec) -> list[int]:
     """Mel frames per clip: full windows, then the remainder as a partial (padded) last clip."""
     frames_per_s = spec.mel_frames / spec.window_s
@@ -345,11 +349,6 @@ def build_inputs(
 
 
 # ---------------------------------------------------------------------------------------- measuring
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def measure_bandwidth(device: torch.device, nbytes: int, repeats: int = 10) -> dict[str, float]:
@@ -420,41 +419,6 @@ def _shared_tensors(layer: SharedPromptLayer) -> tuple[torch.Tensor, ...]:
     return (layer.prompt_keys, layer.prompt_values, layer.keys, layer.values)
 
 
-class GenerateTimer:
-    """Prefill and per-step times of ``generate`` from forward hooks on the top-level model.
-
-    ``generate`` runs the prefill as its first forward call and one call per later token, so
-    the first call's pre/post hooks bound the prefill and each post hook ends a decoding step.
-    The post hooks synchronise CUDA, so each timestamp is when the GPU finished (``generate``
-    syncs every step anyway to test its stopping criteria, so this adds almost nothing).
-    """
-
-    def __init__(self, model: nn.Module, device: torch.device) -> None:
-        self.device = device
-        self.start: float | None = None
-        self.ends: list[float] = []
-        self._hooks = [
-            model.register_forward_pre_hook(self._pre, prepend=True),
-            model.register_forward_hook(self._post),
-        ]
-
-    def reset(self) -> None:
-        self.start, self.ends = None, []
-
-    def _pre(self, module: nn.Module, args: Any) -> None:
-        if self.start is None:
-            synchronize(self.device)
-            self.start = time.perf_counter()
-
-    def _post(self, module: nn.Module, args: Any, output: Any) -> None:
-        synchronize(self.device)
-        self.ends.append(time.perf_counter())
-
-    def remove(self) -> None:
-        for h in self._hooks:
-            h.remove()
-
-
 @dataclass(frozen=True)
 class Setting:
     audio_seconds: float
@@ -476,7 +440,7 @@ def run_once(
     model: nn.Module,
     inputs: dict[str, torch.Tensor],
     setting: Setting,
-    timer: GenerateTimer,
+    timer: GenerationTimer,
     spec: PromptSpec,
     new_tokens: int,
     device: torch.device,
@@ -515,8 +479,8 @@ def run_once(
     del out
     if timer.start is None or not timer.ends:
         raise RuntimeError("the forward hooks saw no call: generate() did not call the model")
-    steps = [b - a for a, b in zip(timer.ends, timer.ends[1:])]
-    prefill_s = timer.ends[0] - timer.start
+    steps = timer.step_seconds
+    prefill_s = timer.prefill_seconds
     decode_s = t1 - timer.ends[0]
     rows = inputs["input_ids"].shape[0] * setting.beams
     if stats is not None:
@@ -761,24 +725,6 @@ def render_markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def environment(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
-    import transformers
-
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": str(device),
-        "device_name": name,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "cuda": torch.version.cuda,
-        "dtype": str(dtype).removeprefix("torch."),
-        "python": platform.python_version(),
-        "host": platform.node(),
-        "espnet_fastadasp": fa.__version__,
-    }
-
-
 # ---------------------------------------------------------------------------------------- driver
 
 
@@ -902,7 +848,7 @@ def benchmark(
         )
     results.write()
 
-    timer = GenerateTimer(model, device)
+    timer = GenerationTimer(model, device, per_step=True)
     try:
         for p, setting in _progress(settings, warmup + repeats):
             if setting.key in results.errors:

@@ -1,4 +1,4 @@
-"""Synthesise the mini benchmark's multitask speech data with espeak-ng (see espnet_fastadasp.synth).
+"""Synthesise the mini benchmark's multitask speech data with espeak-ng (see espnet_fastadasp.recipes.synth).
 
     python -m espnet_fastadasp.bin.make_synth_data --out_dir data --tasks asr,lang,gender,rate,nspk \\
         --num_train 20000 --num_test 200 --seed 1 --nj 16 --wordlist egs2/mini_synth/speechlm1/local/wordlist.txt
@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from espnet_fastadasp import synth
+from espnet_fastadasp.recipes import synth
 
 logger = logging.getLogger("espnet_fastadasp.make_synth_data")
 

@@ -19,8 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from espnet_fastadasp import corpora
-from espnet_fastadasp.data import DataError
+from espnet_fastadasp.decoding.data import DataError
+from espnet_fastadasp.recipes import corpora
 
 logger = logging.getLogger("espnet_fastadasp.prepare_data")
 

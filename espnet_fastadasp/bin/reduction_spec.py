@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from espnet_fastadasp.config import ConfigError, parse_reduction_spec
+from espnet_fastadasp.core.config import ConfigError, parse_reduction_spec
 
 
 def get_parser() -> argparse.ArgumentParser:

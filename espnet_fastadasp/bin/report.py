@@ -15,10 +15,11 @@ import argparse
 import datetime as dt
 import json
 import logging
-import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from espnet_fastadasp.evaluation.environment import environment
 
 logger = logging.getLogger("espnet_fastadasp.report")
 
@@ -90,18 +91,14 @@ def collect(exp_dir: Path, test_sets: Sequence[str], default_task: str) -> list[
     return sorted(rows.values(), key=lambda r: (r.family != "none", r.family, r.amount))
 
 
-def environment(model: str | None) -> list[str]:
-    import torch
-    import transformers
-
-    import espnet_fastadasp
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or 'cpu'})"
+def environment_lines(model: str | None) -> list[str]:
+    env = environment()
+    device = env["device_name"] if env["device"].startswith("cuda") else f"CPU ({env['device_name']})"
     return [
         f"- date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}",
-        f"- espnet_fastadasp {espnet_fastadasp.__version__}, python {platform.python_version()}, "
-        f"torch {torch.__version__}, transformers {transformers.__version__}",
-        f"- device: {device}; host: {platform.node()}",
+        f"- espnet_fastadasp {env['espnet_fastadasp']}, python {env['python']}, "
+        f"torch {env['torch']}, transformers {env['transformers']}",
+        f"- device: {device}; host: {env['host']}",
         f"- model: {model or 'n/a'}",
     ]
 
@@ -118,7 +115,7 @@ def set_task(rows: list[Row], dset: str, default: str) -> str:
 
 
 def markdown(rows: list[Row], task: str, test_sets: Sequence[str], model: str | None, title: str) -> str:
-    lines = [f"# {title}", "", "## Environment", *environment(model), ""]
+    lines = [f"# {title}", "", "## Environment", *environment_lines(model), ""]
     lines += [
         "Rows: reduction settings (`METHOD_SCHEDULE@TARGET`: prefill FLOPs reduction target). "
         "FLOPs red. %: achieved prefill FLOPs reduction of the LLM decoder counted from the real per-layer "

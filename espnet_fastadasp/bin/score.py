@@ -13,7 +13,7 @@ key is always an error. Writes ``output_dir/score.json``::
 
 with metrics ``wer``, ``cer`` (asr), ``bleu``, ``bleu_lc``, ``chrf`` (st) or ``accuracy``, ``uar``
 (cls), all in percent, and for asr the sclite-style ``result.txt`` (words) and ``result_cer.txt``
-(characters). See :mod:`espnet_fastadasp.scoring` for the metrics and normalisation.
+(characters). See :mod:`espnet_fastadasp.evaluation.scoring` for the metrics and normalisation.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from espnet_fastadasp import scoring
+from espnet_fastadasp.evaluation import scoring
 
 logger = logging.getLogger("espnet_fastadasp.score")
 

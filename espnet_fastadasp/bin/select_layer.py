@@ -1,4 +1,4 @@
-"""Choose the layer of the sparse reduction by Transfer Entropy (estimator: espnet_fastadasp.transfer_entropy).
+"""Choose the layer of the sparse reduction by Transfer Entropy (estimator: evaluation.transfer_entropy).
 
     python -m espnet_fastadasp.bin.select_layer --model_name_or_path M --data_dir data/lang_dev \\
         --flops_reduction 0.5 --output_dir exp/select_layer/lang --write_config conf/reduction_sparse.yaml \\
@@ -28,41 +28,32 @@ import torch
 from tqdm import tqdm
 
 import espnet_fastadasp as fa
-from espnet_fastadasp.bin.inference import build_prompt, load_model, resolve_inputs, window_samples
-from espnet_fastadasp.config import ConfigError, ReductionConfig
-from espnet_fastadasp.data import batched, read_key_value, split_windows
-from espnet_fastadasp.transfer_entropy import spearman, transfer_entropy
+from espnet_fastadasp.core.config import ConfigError, ReductionConfig
+from espnet_fastadasp.decoding.data import batched, read_key_value, resolve_inputs
+from espnet_fastadasp.decoding.speech2text import Speech2Text
+from espnet_fastadasp.evaluation.transfer_entropy import spearman, transfer_entropy
 
 logger = logging.getLogger("espnet_fastadasp.select_layer")
 
 
 class Calibration:
-    """Utterances of a data dir, encoded once per batch on demand."""
+    """Utterances of a data dir, encoded once per batch on demand by the decoder's ``encode``."""
 
-    def __init__(self, data_dir: Path, processor: Any, num_utts: int | None) -> None:
-        rate = processor.feature_extractor.sampling_rate
+    def __init__(self, data_dir: Path, s2t: Speech2Text, num_utts: int | None) -> None:
         self.inputs = resolve_inputs(
-            [f"{data_dir}/wav.scp,speech,sound", f"{data_dir}/prompt,prompt,text"], rate, 3600.0
+            [f"{data_dir}/wav.scp,speech,sound", f"{data_dir}/prompt,prompt,text"], s2t.sampling_rate, 3600.0
         )
         self.keys = sorted(self.inputs.audio.keys())[: num_utts or None]
-        self.processor = processor
-        self.rate = rate
-        self.window = window_samples(processor)
+        self.s2t = s2t
 
-    def encode(self, keys: list[str], device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        texts, audios = [], []
-        for key in keys:
-            clips = split_windows(self.inputs.audio(key), self.window)
-            texts.append(build_prompt(self.inputs.prompts[key], self.processor, len(clips)))
-            audios.extend(clips)
-        enc = self.processor(text=texts, audio=audios, return_tensors="pt", padding=True, sampling_rate=self.rate)
-        enc = {k: v.to(device) for k, v in enc.items()}
-        enc["input_features"] = enc["input_features"].to(dtype)
-        return enc
+    def encode(self, keys: list[str]) -> dict[str, torch.Tensor]:
+        waves = [self.inputs.audio(k) for k in keys]
+        return self.s2t.encode(keys, waves, [self.inputs.prompts[k] for k in keys]).enc
 
 
-def final_features(model: Any, calib: Calibration, cfg: ReductionConfig, batch_size: int) -> tuple[np.ndarray, float]:
+def final_features(calib: Calibration, cfg: ReductionConfig, batch_size: int) -> tuple[np.ndarray, float]:
     """(N, d) final hidden states at the last prompt position under ``cfg``, and the mean FLOPs reduction."""
+    model = calib.s2t.model
     handle = fa.apply(model, cfg)
     captured: list[torch.Tensor] = []
     hook = handle.parts.decoder.register_forward_hook(
@@ -72,7 +63,7 @@ def final_features(model: Any, calib: Calibration, cfg: ReductionConfig, batch_s
     try:
         with torch.no_grad():
             for keys in batched(calib.keys, batch_size):
-                model(**calib.encode(keys, model.device, model.dtype), use_cache=True)
+                model(**calib.encode(keys), use_cache=True)
                 reductions.append(handle.stats.flops_reduction)
     finally:
         hook.remove()
@@ -81,38 +72,29 @@ def final_features(model: Any, calib: Calibration, cfg: ReductionConfig, batch_s
 
 
 def decode_accuracy(
-    model: Any,
-    data_dir: Path,
-    processor: Any,
-    cfg: ReductionConfig,
-    batch_size: int,
-    max_new_tokens: int,
-    labels: list[str] | None,
+    s2t: Speech2Text, data_dir: Path, cfg: ReductionConfig, batch_size: int, labels: list[str] | None
 ) -> float:
     """Accuracy of greedy decoding of ``data_dir`` under ``cfg`` (the sparse tasks are classification)."""
-    from espnet_fastadasp.scoring import score_classification
+    from espnet_fastadasp.evaluation.scoring import score_classification
 
-    calib = Calibration(data_dir, processor, None)
+    calib = Calibration(data_dir, s2t, None)
     refs = read_key_value(data_dir / "text")
     hyps = {}
-    with fa.apply(model, cfg), torch.no_grad():
-        for keys in batched(calib.keys, batch_size):
-            enc = calib.encode(keys, model.device, model.dtype)
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
-            texts = processor.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-            hyps.update({k: " ".join(t.split()) for k, t in zip(keys, texts)})
+    for keys in batched(calib.keys, batch_size):
+        waves = [calib.inputs.audio(k) for k in keys]
+        new, _ = s2t.generate(s2t.encode(keys, waves, [calib.inputs.prompts[k] for k in keys]), cfg)
+        texts = s2t.processor.batch_decode(new, skip_special_tokens=True)
+        hyps.update({k: " ".join(t.split()) for k, t in zip(keys, texts)})
     return float(score_classification({k: refs[k] for k in hyps}, hyps, labels=labels)["accuracy"])
 
 
 def validate(
     rows: list[dict[str, Any]],
     chosen: int,
-    model: Any,
+    s2t: Speech2Text,
     data_dir: Path,
-    processor: Any,
     base: ReductionConfig,
     batch_size: int,
-    max_new_tokens: int,
     labels: list[str] | None,
 ) -> dict[str, Any]:
     """Decode ``data_dir`` with the reduction at every ranked layer; compare accuracy with TE.
@@ -123,9 +105,7 @@ def validate(
     """
     for row in rows:
         try:
-            row["accuracy"] = decode_accuracy(
-                model, data_dir, processor, base.replace(start_layer=row["layer"]), batch_size, max_new_tokens, labels
-            )
+            row["accuracy"] = decode_accuracy(s2t, data_dir, base.replace(start_layer=row["layer"]), batch_size, labels)
         except ConfigError as exc:
             logger.warning("layer %d not validated: %s", row["layer"], exc)
             row["accuracy"], row["validation_skipped"] = None, str(exc)
@@ -165,21 +145,20 @@ def select_layer(
 ) -> dict[str, Any]:
     t_start = time.perf_counter()
     device = "cuda" if ngpu > 0 else "cpu"
-    model, processor = load_model(model_name_or_path, dtype, device, None)
-    num_layers = model.config.get_text_config().num_hidden_layers
+    s2t = Speech2Text(model_name_or_path, device=device, dtype=dtype, max_new_tokens=max_new_tokens)
+    num_layers = s2t.model.config.get_text_config().num_hidden_layers
     layers = list(candidate_layers) if candidate_layers else list(range(1, num_layers - 1))
     bad = [layer for layer in layers if not 0 <= layer < num_layers - 1]
     if bad:
         raise ConfigError(f"candidate layers {bad} outside 0..{num_layers - 2} (the last layer is the reference)")
     amount = {"flops_reduction": flops_reduction} if ratio is None else {"ratio": ratio}
     base = ReductionConfig(method=method, schedule="once", start_layer=0, **amount)
-    calib = Calibration(Path(data_dir), processor, num_utts)
+    calib = Calibration(Path(data_dir), s2t, num_utts)
     if len(calib.keys) < 8:
         raise ConfigError(f"{data_dir}: {len(calib.keys)} calibration utterances; want at least 8")
 
     ref_ratio = ratio if ratio is not None else flops_reduction
     reference, _ = final_features(
-        model,
         calib,
         ReductionConfig(method=method, schedule="once", start_layer=num_layers - 1, ratio=ref_ratio),
         batch_size,
@@ -188,7 +167,7 @@ def select_layer(
     for layer in tqdm(layers, desc="layers", unit="layer", disable=None):
         t0 = time.perf_counter()
         try:
-            feats, achieved = final_features(model, calib, base.replace(start_layer=layer), batch_size)
+            feats, achieved = final_features(calib, base.replace(start_layer=layer), batch_size)
         except ConfigError as exc:
             logger.warning("layer %d skipped: %s", layer, exc)
             info[layer] = {"skipped": str(exc)}
@@ -213,9 +192,7 @@ def select_layer(
         ],
     }
     if validate_dir:
-        result["validation"] = validate(
-            result["layers"], chosen, model, Path(validate_dir), processor, base, batch_size, max_new_tokens, labels
-        )
+        result["validation"] = validate(result["layers"], chosen, s2t, Path(validate_dir), base, batch_size, labels)
     result["seconds"] = time.perf_counter() - t_start
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

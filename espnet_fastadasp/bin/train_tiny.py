@@ -1,4 +1,4 @@
-"""Train the mini benchmark's tiny Qwen2-Audio (see espnet_fastadasp.train for the design).
+"""Train the mini benchmark's tiny Qwen2-Audio (see espnet_fastadasp.recipes.train for the design).
 
     python -m espnet_fastadasp.bin.train_tiny --train_dirs data/asr_train data/lang_train ... \\
         --output_dir exp/tiny_qwen2_audio --device cuda --max_minutes 18
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from espnet_fastadasp.train import TrainConfig, train
+from espnet_fastadasp.recipes.train import TrainConfig, train
 
 
 def get_parser() -> argparse.ArgumentParser:

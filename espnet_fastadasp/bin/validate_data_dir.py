@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from espnet_fastadasp.data import DataError, read_key_value, read_segments
+from espnet_fastadasp.decoding.data import DataError, read_key_value, read_segments
 
 logger = logging.getLogger("espnet_fastadasp.validate_data_dir")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import soundfile as sf
 from tqdm import tqdm
 
-from espnet_fastadasp.data import AudioReader
+from espnet_fastadasp.decoding.data import AudioReader
 
 KEEP = ("text", "utt2spk", "spk2utt", "prompt", "task")
 

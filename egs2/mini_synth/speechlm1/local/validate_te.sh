@@ -31,7 +31,7 @@ for t in ${tasks}; do
         echo "validate_te: ${t} done before (${expdir}/${t}/te.json)"
         continue
     fi
-    labels=$(python3 -c "from espnet_fastadasp.synth import TASKS; print(','.join(TASKS['${t}']['labels']))")
+    labels=$(python3 -c "from espnet_fastadasp.recipes.synth import TASKS; print(','.join(TASKS['${t}']['labels']))")
     python3 -m espnet_fastadasp.bin.select_layer --model_name_or_path "${model}" --data_dir "data/${t}_dev" \
         --validate_dir "data/${t}_test" --labels "${labels}" --output_dir "${expdir}/${t}" \
         --flops_reduction "${flops_reduction}" --num_utts "${num_utts}" --batch_size 32 \

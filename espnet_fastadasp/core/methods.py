@@ -30,7 +30,7 @@ class _LazyOps:
     validation in the recipes' data and spec steps), which must not pay for importing torch."""
 
     def __getattr__(self, name: str):
-        from . import ops as module
+        from espnet_fastadasp.core import ops as module
 
         return getattr(module, name)
 

@@ -29,7 +29,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .config import ConfigError
+from espnet_fastadasp.core.config import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def plan_batch(
     row_names: list[str] | None = None,
 ) -> list[RowPlan]:
     """One plan per batch row from its audio tokens, total tokens and audio clips, as ``config``
-    (a :class:`~espnet_fastadasp.config.ReductionConfig`) asks: a fixed ``ratio``, or the ratio
+    (a :class:`~espnet_fastadasp.core.config.ReductionConfig`) asks: a fixed ``ratio``, or the ratio
     solved for ``flops_reduction``. An unreachable target raises (``unreachable: error``) or takes
     the most aggressive plan with a warning (``unreachable: max``), naming the row."""
     plans = []

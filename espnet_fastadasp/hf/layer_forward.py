@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .attention import AttentionRecorder
-from .hf_compat import cache_from_kwargs
-from .models import UnsupportedModelError
-from .prefill import evict_kv, reduce_hidden
+from espnet_fastadasp.hf.attention import AttentionRecorder
+from espnet_fastadasp.hf.compat import cache_from_kwargs
+from espnet_fastadasp.hf.parts import UnsupportedModelError
+from espnet_fastadasp.hf.prefill import evict_kv, reduce_hidden
 
 if TYPE_CHECKING:
-    from .patcher import ReductionHandle
+    from espnet_fastadasp.hf.patch import ReductionHandle
 
 
 class ReducingLayer:

@@ -27,13 +27,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .hf_compat import (
+from espnet_fastadasp.hf.compat import (
     AttentionInterface,
     eager_attention_function,
     registered_attention_function,
     with_attn_implementation,
 )
-from .masks import allowed_keys
+from espnet_fastadasp.hf.masks import allowed_keys
 
 RECORDING_IMPLEMENTATION = "fastadasp_record"
 SUPPORTED_IMPLEMENTATIONS = ("sdpa", "eager")

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import torch
 
-from .hf_compat import DynamicCache, DynamicLayer
-from .masks import attention_mask_for, step_key_valid
-from .models import UnsupportedModelError
+from espnet_fastadasp.hf.compat import DynamicCache, DynamicLayer
+from espnet_fastadasp.hf.masks import attention_mask_for, step_key_valid
+from espnet_fastadasp.hf.parts import UnsupportedModelError
 
 
 class OwnMaskLayer:

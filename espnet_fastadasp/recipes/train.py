@@ -43,8 +43,9 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from .data import AudioReader, read_key_value
-from .tiny import AUDIO_TOKEN, qwen2_audio_config, tiny_processor
+from espnet_fastadasp.decoding.data import AudioReader, read_key_value
+from espnet_fastadasp.hf.parts import audio_tokens_for
+from espnet_fastadasp.hf.tiny import AUDIO_TOKEN, qwen2_audio_config, tiny_processor
 
 logger = logging.getLogger(__name__)
 
@@ -198,11 +199,6 @@ def load_for_training(path: str) -> tuple[Any, Any]:
     return model, AutoProcessor.from_pretrained(path)
 
 
-def audio_token_count(mel_frames: torch.Tensor) -> torch.Tensor:
-    """Qwen2-Audio's count: L valid mel frames -> (((L - 1) // 2 + 1) - 2) // 2 + 1 tokens."""
-    return (((mel_frames - 1) // 2 + 1) - 2) // 2 + 1
-
-
 class Batcher:
     """Examples -> model inputs on the device: features, token ids, answer-only labels."""
 
@@ -228,7 +224,7 @@ class Batcher:
             return_tensors="pt",
             device=self.device if self.device != "cpu" else "cpu",
         )
-        n_audio = audio_token_count(feats["attention_mask"].sum(-1)).tolist()
+        n_audio = audio_tokens_for(feats["attention_mask"].sum(-1)).tolist()
         rows, labels = [], []
         for e, n in zip(examples, n_audio):
             prompt = (

@@ -15,7 +15,7 @@ import io
 import logging
 import math
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,3 +202,35 @@ def read_keys(path: str | Path) -> list[str]:
 def batched(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+@dataclass
+class Inputs:
+    """Where the data comes from: the reader for each name of --data_path_and_name_and_type."""
+
+    audio: AudioReader
+    prompts: dict[str, str] | None
+
+
+def resolve_inputs(data_path_and_name_and_type: Sequence[str], sampling_rate: int, max_audio_seconds: float) -> Inputs:
+    """Parse ``path,name,type`` triples: a ``sound`` (wav.scp), optional ``segments``, ``text`` prompts."""
+    sound, segments, prompts = None, None, None
+    for triple in data_path_and_name_and_type:
+        parts = triple.split(",")
+        if len(parts) != 3:
+            raise DataError(f"--data_path_and_name_and_type {triple!r}: want path,name,type")
+        path, name, kind = parts
+        if kind in ("sound", "kaldi_ark", "pipe"):
+            sound = path
+        elif kind == "segments":
+            segments = path
+        elif kind == "text" and name == "prompt":
+            prompts = read_key_value(path, allow_empty_value=False)
+        else:
+            raise DataError(f"--data_path_and_name_and_type {triple!r}: unknown name/type {name}/{kind}")
+    if sound is None:
+        raise DataError("--data_path_and_name_and_type needs a wav.scp entry of type sound")
+    if segments is None and (Path(sound).parent / "segments").is_file():
+        segments = str(Path(sound).parent / "segments")
+    reader = AudioReader(sound, segments, sampling_rate=sampling_rate, max_seconds=max_audio_seconds)
+    return Inputs(reader, prompts)

@@ -4,7 +4,7 @@
 which positions hold audio / real tokens, their rotary embeddings and position ids (every
 surviving token keeps its original position), the per-layer plan, and what each layer's cache
 holds. It is made when a prefill starts, changed only by the two steps below, and turned into
-:class:`~espnet_fastadasp.stats.PrefillStats` and the layers' cache validity when it ends.
+:class:`~espnet_fastadasp.core.stats.PrefillStats` and the layers' cache validity when it ends.
 
 * :func:`reduce_hidden`: a hidden-state method shortens the sequence inside a layer;
 * :func:`evict_kv`: a KV method removes entries from a layer's cache after its attention.
@@ -19,14 +19,20 @@ from typing import Any
 
 import torch
 
-from .attention import attention_received
-from .config import ReductionConfig
-from .flops import DecoderDims, RowPlan, decode_step_flops, full_prefill_flops, prefill_flops_of_counts
-from .masks import attention_mask_for
-from .methods import ReductionMethod
-from .models import UnsupportedModelError
-from .ops import gather_slots, merge_rows, slot_sources
-from .stats import PrefillStats, RowStats
+from espnet_fastadasp.core.config import ReductionConfig
+from espnet_fastadasp.core.flops import (
+    DecoderDims,
+    RowPlan,
+    decode_step_flops,
+    full_prefill_flops,
+    prefill_flops_of_counts,
+)
+from espnet_fastadasp.core.methods import ReductionMethod
+from espnet_fastadasp.core.ops import gather_slots, merge_rows, slot_sources
+from espnet_fastadasp.core.stats import PrefillStats, RowStats
+from espnet_fastadasp.hf.attention import attention_received
+from espnet_fastadasp.hf.masks import attention_mask_for
+from espnet_fastadasp.hf.parts import UnsupportedModelError
 
 
 @dataclass

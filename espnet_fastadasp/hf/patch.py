@@ -5,15 +5,15 @@ What is installed, and nothing else (``handle.remove()`` undoes all of it):
 * a forward pre-hook on the top model: remembers ``input_ids`` and the 2-D ``attention_mask``
   (where the audio placeholders are, which rows are padded);
 * hooks on the text decoder: a prefill (more than one new token, empty cache) starts a
-  :class:`~espnet_fastadasp.prefill.PrefillLayout`; its end leaves the stats in
-  ``handle.stats`` and :class:`~espnet_fastadasp.cache_layers.ReducedLayer` caches behind;
+  :class:`~espnet_fastadasp.hf.prefill.PrefillLayout`; its end leaves the stats in
+  ``handle.stats`` and :class:`~espnet_fastadasp.hf.cache_layers.ReducedLayer` caches behind;
 * a pre-hook on every decoder layer: hands it the layout's mask and positions during a
   prefill, and its cache layer's own mask while decoding;
 * at reducing layers, the layer ``forward`` of :mod:`.layer_forward` and, through
-  :class:`~espnet_fastadasp.attention.AttentionSwap`, the recording attention function.
+  :class:`~espnet_fastadasp.hf.attention.AttentionSwap`, the recording attention function.
 
 While a reducing decoder runs, cuDNN attention is off (see
-:func:`~espnet_fastadasp.attention.cudnn_attention_disabled`).
+:func:`~espnet_fastadasp.hf.attention.cudnn_attention_disabled`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .attention import (
+from espnet_fastadasp.core.config import ConfigError, ReductionConfig
+from espnet_fastadasp.core.flops import DecoderDims, layer_ratios, plan_batch
+from espnet_fastadasp.core.methods import get_method
+from espnet_fastadasp.core.stats import PrefillStats
+from espnet_fastadasp.hf.attention import (
     RECORDING_IMPLEMENTATION,
     SUPPORTED_IMPLEMENTATIONS,
     AttentionRecorder,
@@ -34,15 +38,17 @@ from .attention import (
     base_attention_function,
     cudnn_attention_disabled,
 )
-from .cache_layers import OwnMaskLayer, install_reduced_layers
-from .config import ConfigError, ReductionConfig
-from .flops import DecoderDims, layer_ratios, plan_batch
-from .hf_compat import CACHE_POSITION_KWARG, DynamicCache, cache_from_kwargs, cache_of_output, warn_if_untested
-from .layer_forward import ReducingLayer
-from .methods import get_method
-from .models import SpeechLMParts, UnsupportedModelError, audio_runs, speech_lm_parts
-from .prefill import PrefillLayout, prefill_stats
-from .stats import PrefillStats
+from espnet_fastadasp.hf.cache_layers import OwnMaskLayer, install_reduced_layers
+from espnet_fastadasp.hf.compat import (
+    CACHE_POSITION_KWARG,
+    DynamicCache,
+    cache_from_kwargs,
+    cache_of_output,
+    warn_if_untested,
+)
+from espnet_fastadasp.hf.layer_forward import ReducingLayer
+from espnet_fastadasp.hf.parts import SpeechLMParts, UnsupportedModelError, audio_runs, speech_lm_parts
+from espnet_fastadasp.hf.prefill import PrefillLayout, prefill_stats
 
 logger = logging.getLogger(__name__)
 

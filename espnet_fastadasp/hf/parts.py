@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .hf_compat import attn_implementation
+from espnet_fastadasp.hf.compat import attn_implementation
 
 #: Sub-modules a decoder layer needs for the reduction to sit between attention and MLP.
 PRE_NORM_PARTS = ("input_layernorm", "self_attn", "post_attention_layernorm", "mlp")
@@ -104,3 +104,9 @@ def audio_runs(audio_mask: torch.Tensor) -> torch.Tensor:
     starts = audio_mask.clone()
     starts[:, 1:] &= ~audio_mask[:, :-1]
     return starts.sum(-1)
+
+
+def audio_tokens_for(mel_frames):
+    """Qwen2-Audio's audio tokens for ``mel_frames`` valid mel frames (an int or a tensor): the
+    encoder's stride-2 convolution, then pooling by 2 (3,000 frames, 30 s -> 750 tokens)."""
+    return (((mel_frames - 1) // 2 + 1) - 2) // 2 + 1

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .methods import method_names
+from espnet_fastadasp.core.methods import method_names
 
 #: Every reduction method (the registry of :mod:`.methods`); ``none`` leaves the model untouched.
 METHODS: tuple[str, ...] = method_names()
