@@ -12,7 +12,11 @@ import json
 import pytest
 import torch
 
+from espnet_fastadasp.benchmark import inputs as bench_inputs
+from espnet_fastadasp.benchmark import measure, results
 from espnet_fastadasp.bin import benchmark as bm
+from espnet_fastadasp.core.config import ConfigError
+from espnet_fastadasp.hf.parts import audio_tokens_for
 
 TINY_ARGS = [
     "--device",
@@ -32,13 +36,15 @@ TINY_ARGS = [
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    return bm.build_random_model(bm.tiny_config(), torch.device("cpu"), torch.float32, "sdpa", seed=0)
+    return bench_inputs.build_random_model(
+        bench_inputs.tiny_config(), torch.device("cpu"), torch.float32, "sdpa", seed=0
+    )
 
 
 def test_end_to_end_from_a_config_json(tmp_path):
     """The CLI with a Qwen2AudioConfig JSON: results.json / results.md hold every setting."""
     cfg_path = tmp_path / "tiny.json"
-    bm.tiny_config().to_json_file(cfg_path)
+    bench_inputs.tiny_config().to_json_file(cfg_path)
     out = tmp_path / "bench"
     bm.main(
         ["--model_config", str(cfg_path), "--audio_seconds", "4", "--beams", "1", "2", "--output_dir", str(out)]
@@ -87,7 +93,7 @@ def test_end_to_end_from_a_config_json(tmp_path):
     assert md.count("| setting | prefill s | decode s | tok/s |") == 2
     assert "| fastadasp_once@0.9 | error: config:" in md
     rows = [line for line in md.splitlines() if line.startswith("| fastadasp_constant@0.3 |")]
-    assert len(rows) == 2 and all(len(r.split("|")) == len(bm.MD_HEADER.split("|")) for r in rows)
+    assert len(rows) == 2 and all(len(r.split("|")) == len(results.MD_HEADER.split("|")) for r in rows)
 
 
 def test_kill_keeps_results_and_oom_is_recorded(tmp_path, tiny_model, monkeypatch):
@@ -130,14 +136,14 @@ def test_kill_keeps_results_and_oom_is_recorded(tmp_path, tiny_model, monkeypatc
 
 def test_prompt_layout_matches_qwen2_audio():
     """30 s windows of 3000 frames -> 750 tokens; a partial last clip is padded and masked."""
-    cfg = bm.load_config("qwen2_audio_7b")
-    spec = bm.prompt_spec(cfg, bm.WHISPER_HOP_LENGTH, bm.WHISPER_SAMPLING_RATE)
+    cfg = bench_inputs.load_config("qwen2_audio_7b")
+    spec = bench_inputs.prompt_spec(cfg, bench_inputs.WHISPER_HOP_LENGTH, bench_inputs.WHISPER_SAMPLING_RATE)
     assert spec.window_s == 30.0 and spec.mel_frames == 3000 and spec.num_mel_bins == 128
     assert (spec.audio_token_id, spec.audio_bos_id, spec.audio_eos_id) == (151646, 151647, 151648)
-    assert bm.audio_tokens_for(3000) == 750
-    assert bm.clip_frames(240, spec) == [3000] * 8
-    assert bm.clip_frames(45, spec) == [3000, 1500]
-    inputs, info = bm.build_inputs(45, spec, 2, 20, 20, torch.device("cpu"), torch.bfloat16, seed=0)
+    assert audio_tokens_for(3000) == 750
+    assert bench_inputs.clip_frames(240, spec) == [3000] * 8
+    assert bench_inputs.clip_frames(45, spec) == [3000, 1500]
+    inputs, info = bench_inputs.build_inputs(45, spec, 2, 20, 20, torch.device("cpu"), torch.bfloat16, seed=0)
     assert info == {"clips": 2, "clip_frames": [3000, 1500], "audio_tokens": 750 + 375, "prompt_tokens": 1169}
     ids = inputs["input_ids"]
     assert ids.shape == (2, 1169) and (ids == 151646).sum(-1).tolist() == [1125, 1125]
@@ -160,17 +166,17 @@ def test_7b_shape_on_meta(capsys):
 def test_step_floor_counts_the_average_kv_of_the_decoding_steps():
     # one layer whose final cache holds 110 entries (100 prompt + 10 steps): 1 KiB per entry
     run = {"decode_steps": 10, "kv_layers": [{"entries": 110, "bytes": 110 * 1024}]}
-    floor = bm.step_floor(run, weight_bytes=1_000_000, bandwidth=1e9)
+    floor = measure.step_floor(run, weight_bytes=1_000_000, bandwidth=1e9)
     assert floor["kv_read_bytes"] == pytest.approx((100 + 5.5) * 1024)
     assert floor["floor_ms"] == pytest.approx(1000 * (1_000_000 + 105.5 * 1024) / 1e9)
 
 
 def test_bad_inputs_fail_early(tmp_path):
     with pytest.raises(FileNotFoundError, match="no_such_model"):
-        bm.load_config("no_such_model")
-    with pytest.raises(bm.ConfigError):
+        bench_inputs.load_config("no_such_model")
+    with pytest.raises(ConfigError):
         bm.make_settings([4], [1], ["none", "bogus@0.3"], start_layer=2)
-    with pytest.raises(bm.ConfigError, match="duplicate"):
+    with pytest.raises(ConfigError, match="duplicate"):
         bm.make_settings([4], [1], ["fastv@0.3", "fastv_constant@0.3"], start_layer=2)
 
 
@@ -214,5 +220,5 @@ def test_prompt_modes_measure_the_shared_prompt(tmp_path, tiny_model):
     )
     assert by_tag["none+shared"]["vs_none"]["kv_ratio"] == pytest.approx(kv["none+shared"] / kv["none"])
     assert "| none+shared |" in (tmp_path / "results.md").read_text()
-    with pytest.raises(bm.ConfigError, match="prompt_modes"):
+    with pytest.raises(ConfigError, match="prompt_modes"):
         bm.make_settings([4], [1], ["none"], start_layer=2, prompt_modes=["hf", "bogus"])

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from espnet_fastadasp.core.config import ConfigError, ReductionConfig
-from espnet_fastadasp.core.flops import DecoderDims, layer_ratios, plan_batch
+from espnet_fastadasp.core.flops import DecoderDims
 from espnet_fastadasp.core.methods import get_method
 from espnet_fastadasp.core.stats import PrefillStats
 from espnet_fastadasp.hf.attention import (
@@ -47,8 +47,8 @@ from espnet_fastadasp.hf.compat import (
     warn_if_untested,
 )
 from espnet_fastadasp.hf.layer_forward import ReducingLayer
-from espnet_fastadasp.hf.parts import SpeechLMParts, UnsupportedModelError, audio_runs, speech_lm_parts
-from espnet_fastadasp.hf.prefill import PrefillLayout, prefill_stats
+from espnet_fastadasp.hf.parts import SpeechLMParts, UnsupportedModelError, speech_lm_parts
+from espnet_fastadasp.hf.prefill import PrefillLayout, prefill_stats, reducing_layers, start_layout
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +69,7 @@ class ReductionHandle:
         self._hooks: list[Any] = []
         self._undo: list[Any] = []
         self._cudnn = contextlib.ExitStack()
-        self.reducing_layers = self._layers_that_reduce()
-
-    def _layers_that_reduce(self) -> list[int]:
-        if self.config.is_noop:
-            return []
-        ratios = layer_ratios(self.config.schedule, 0.5, self.config.start_layer, self.dims.num_layers)
-        layers = [i for i, r in enumerate(ratios) if r > 0]
-        if self.method.acts_on == "kv" and layers:  # a cache holds what entered its layer: evict after
-            layers = list(range(layers[0] + 1, self.dims.num_layers))
-        return layers
+        self.reducing_layers = reducing_layers(config, self.method, self.dims.num_layers)
 
     def _install(self) -> None:
         dec = self.parts.decoder
@@ -143,24 +134,10 @@ class ReductionHandle:
                     f"token reduction needs the default DynamicCache (later layers hold fewer entries); "
                     f"got {type(cache).__name__}: do not set cache_implementation"
                 )
-            self.layout = self._start_layout(embeds.shape[0], embeds.shape[1], embeds.device)
-
-    def _start_layout(self, batch: int, length: int, device: torch.device) -> PrefillLayout | None:
-        ids, mask2d = self._inputs
-        if ids is None or ids.shape != (batch, length):
-            if self.config.is_noop:
-                return None
-            raise UnsupportedModelError(
-                "token reduction needs the prompt's input_ids with the audio placeholders already expanded "
-                f"(one per audio token); got {None if ids is None else tuple(ids.shape)} for a prefill of "
-                f"{(batch, length)}. Build inputs with the model's processor."
+            ids, mask2d = self._inputs
+            self.layout = start_layout(
+                ids, mask2d, embeds.shape[:2], embeds.device, self.parts, self.config, self.method
             )
-        audio = (ids == self.parts.audio_token_id).to(device)
-        valid = torch.ones_like(audio) if mask2d is None else mask2d[:, -length:].bool().to(device)
-        audio &= valid
-        counts = audio.sum(-1).tolist(), valid.sum(-1).tolist(), audio_runs(audio).tolist()
-        acts_on = self.method.acts_on if self.method is not None else "hidden"
-        return PrefillLayout.start(audio, valid, plan_batch(self.dims, self.config, *counts), acts_on, self.config.seed)
 
     def _layer_hook(self, idx: int):
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:

@@ -25,6 +25,8 @@ from espnet_fastadasp.core.flops import (
     RowPlan,
     decode_step_flops,
     full_prefill_flops,
+    layer_ratios,
+    plan_batch,
     prefill_flops_of_counts,
 )
 from espnet_fastadasp.core.methods import ReductionMethod
@@ -32,7 +34,7 @@ from espnet_fastadasp.core.ops import gather_slots, merge_rows, slot_sources
 from espnet_fastadasp.core.stats import PrefillStats, RowStats
 from espnet_fastadasp.hf.attention import attention_received
 from espnet_fastadasp.hf.masks import attention_mask_for
-from espnet_fastadasp.hf.parts import UnsupportedModelError
+from espnet_fastadasp.hf.parts import SpeechLMParts, UnsupportedModelError, audio_runs
 
 
 @dataclass
@@ -127,6 +129,47 @@ class PrefillLayout:
         if self.position_ids is not None:
             self.position_ids = gather_slots(self.position_ids.expand(src.shape[0], -1), src, fill=0)
         self.shortened = True
+
+
+def reducing_layers(config: ReductionConfig, method: ReductionMethod | None, num_layers: int) -> list[int]:
+    """The layers whose forward may reduce under ``config`` (none for a no-op config)."""
+    if config.is_noop:
+        return []
+    ratios = layer_ratios(config.schedule, 0.5, config.start_layer, num_layers)
+    layers = [i for i, r in enumerate(ratios) if r > 0]
+    if method.acts_on == "kv" and layers:  # a cache holds what entered its layer: evict after
+        layers = list(range(layers[0] + 1, num_layers))
+    return layers
+
+
+def start_layout(
+    ids: torch.Tensor | None,
+    mask2d: torch.Tensor | None,
+    shape: tuple[int, int],
+    device: torch.device,
+    parts: SpeechLMParts,
+    config: ReductionConfig,
+    method: ReductionMethod | None,
+) -> PrefillLayout | None:
+    """The layout of a prefill of ``shape`` (batch, length) from the prompt's ``input_ids`` and
+    2-D attention mask: where the audio is, each row's plan. None for a no-op config whose
+    prompt cannot be read (nothing to reduce, so nothing to refuse)."""
+    if ids is None or tuple(ids.shape) != tuple(shape):
+        if config.is_noop:
+            return None
+        raise UnsupportedModelError(
+            "token reduction needs the prompt's input_ids with the audio placeholders already expanded "
+            f"(one per audio token); got {None if ids is None else tuple(ids.shape)} for a prefill of "
+            f"{tuple(shape)}. Build inputs with the model's processor."
+        )
+    length = shape[1]
+    audio = (ids == parts.audio_token_id).to(device)
+    valid = torch.ones_like(audio) if mask2d is None else mask2d[:, -length:].bool().to(device)
+    audio &= valid
+    dims = DecoderDims.from_config(parts.text_config)
+    plans = plan_batch(dims, config, audio.sum(-1).tolist(), valid.sum(-1).tolist(), audio_runs(audio).tolist())
+    acts_on = method.acts_on if method is not None else "hidden"
+    return PrefillLayout.start(audio, valid, plans, acts_on, config.seed)
 
 
 def _scores(

@@ -1,0 +1,1 @@
+"""The cost benchmark's library: inputs (models, prompts), measurement (one run), results (JSON, markdown)."""

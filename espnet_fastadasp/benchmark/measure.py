@@ -1,0 +1,204 @@
+"""One benchmark run: generate under one setting, timed, with its memory, KV cache and floor."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+import espnet_fastadasp as fa
+from espnet_fastadasp.benchmark.inputs import PromptSpec
+from espnet_fastadasp.core.flops import DecoderDims, full_prefill_flops
+from espnet_fastadasp.decoding.timing import GenerationTimer, synchronize
+from espnet_fastadasp.hf.compat import cache_of_output
+from espnet_fastadasp.hf.parts import speech_lm_parts
+from espnet_fastadasp.hf.shared_prompt import SharedPromptLayer, generate_with_shared_prompt
+
+logger = logging.getLogger("espnet_fastadasp.benchmark")
+
+
+def measure_bandwidth(device: torch.device, nbytes: int, repeats: int = 10) -> dict[str, float]:
+    """Memory bandwidth as (bytes read + bytes written) / time of a large copy, median of ``repeats``.
+
+    This is what a decoding step can at best stream from memory: the floor of a step is the
+    bytes it must read divided by this.
+    """
+    src = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    src.fill_(1)
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    del src, dst
+    t = statistics.median(times)
+    return {"bytes_copied": nbytes, "seconds": t, "bytes_per_s": 2 * nbytes / t}
+
+
+def decode_weight_bytes(model: nn.Module) -> int:
+    """Bytes of the weights one decoding step reads: the text decoder (without the embedding
+    table, of which it reads one row) and the LM head. The audio encoder is idle while decoding."""
+    decoder = speech_lm_parts(model).decoder
+    embed = decoder.get_input_embeddings() if hasattr(decoder, "get_input_embeddings") else None
+    skip = {id(p) for p in embed.parameters()} if embed is not None else set()
+    params = {id(p): p for p in decoder.parameters() if id(p) not in skip}
+    head = model.get_output_embeddings()
+    if head is not None:  # a head tied to the embeddings is read in full: count it here
+        params.update({id(p): p for p in head.parameters()})
+    return sum(p.numel() * p.element_size() for p in params.values())
+
+
+def kv_cache_layers(cache: Any) -> list[dict[str, int]]:
+    """Per decoder layer: entries held (per row) and bytes (keys + values, all rows)."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None and any(isinstance(layer, SharedPromptLayer) for layer in layers):
+        # the prompt is held once per prompt, the generated tokens once per beam
+        return [
+            {
+                "entries": layer.get_seq_length(),
+                "bytes": sum(t.numel() * t.element_size() for t in _shared_tensors(layer)),
+            }
+            for layer in layers
+        ]
+    pairs: list[tuple[torch.Tensor, torch.Tensor]]
+    if layers is not None:
+        pairs = [(layer.keys, layer.values) for layer in layers]
+    elif hasattr(cache, "key_cache"):
+        pairs = list(zip(cache.key_cache, cache.value_cache))
+    else:
+        return []
+    out = []
+    for k, v in pairs:
+        if not torch.is_tensor(k):
+            out.append({"entries": 0, "bytes": 0})
+            continue
+        out.append({"entries": int(k.shape[-2]), "bytes": k.numel() * k.element_size() + v.numel() * v.element_size()})
+    return out
+
+
+def _shared_tensors(layer: SharedPromptLayer) -> tuple[torch.Tensor, ...]:
+    return (layer.prompt_keys, layer.prompt_values, layer.keys, layer.values)
+
+
+@dataclass(frozen=True)
+class Setting:
+    audio_seconds: float
+    beams: int
+    tag: str
+    config: fa.ReductionConfig
+    prompt: str = "hf"  # one of PROMPT_MODES
+
+    @property
+    def group(self) -> str:
+        return f"audio{self.audio_seconds:g}s_beam{self.beams}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.group}/{self.tag}"
+
+
+def run_once(
+    model: nn.Module,
+    inputs: dict[str, torch.Tensor],
+    setting: Setting,
+    timer: GenerationTimer,
+    spec: PromptSpec,
+    new_tokens: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    """One forced-length ``generate`` under ``setting``; returns timings, memory, KV and FLOPs."""
+    gen_kwargs = dict(
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        num_beams=setting.beams,
+        do_sample=False,
+        return_dict_in_generate=True,
+        use_cache=True,
+        pad_token_id=spec.pad_id,
+        eos_token_id=spec.eos_id,
+    )
+    # "none" runs the pristine model (no hooks at all): the baseline users have today
+    ctx = contextlib.nullcontext(None) if setting.config.method == "none" else fa.apply(model, setting.config)
+    with ctx as handle:
+        timer.reset()
+        peak_base = None
+        if device.type == "cuda":
+            synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            peak_base = torch.cuda.memory_allocated(device)
+        t0 = time.perf_counter()
+        if setting.prompt == "hf":
+            out = model.generate(**inputs, **gen_kwargs)
+        else:
+            out = generate_with_shared_prompt(model, inputs, share_kv=setting.prompt == "shared", **gen_kwargs)
+        synchronize(device)
+        t1 = time.perf_counter()
+        stats = handle.stats if handle is not None else None
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    kv = kv_cache_layers(cache_of_output(out))
+    generated = out.sequences.shape[1] - inputs["input_ids"].shape[1]
+    del out
+    if timer.start is None or not timer.ends:
+        raise RuntimeError("the forward hooks saw no call: generate() did not call the model")
+    steps = timer.step_seconds
+    prefill_s = timer.prefill_seconds
+    decode_s = t1 - timer.ends[0]
+    rows = inputs["input_ids"].shape[0] * setting.beams
+    if stats is not None:
+        flops_full = sum(r.flops_full for r in stats.rows)
+        flops_reduced = sum(r.flops_reduced for r in stats.rows)
+        audio_out = stats.rows[0].audio_tokens_out
+        kv_reduction = stats.kv_reduction
+    else:
+        dims = DecoderDims.from_config(speech_lm_parts(model).text_config)
+        flops_full = flops_reduced = rows * full_prefill_flops(dims, inputs["input_ids"].shape[1])
+        audio_out = int((inputs["input_ids"][0] == spec.audio_token_id).sum())
+        kv_reduction = 0.0
+    return {
+        "prefill_s": prefill_s,
+        "decode_s": decode_s,
+        "total_s": t1 - t0,
+        "new_tokens": generated,
+        "decode_steps": len(steps),
+        "step_ms_median": 1000 * statistics.median(steps) if steps else None,
+        "step_ms_mean": 1000 * decode_s / len(steps) if steps else None,
+        "decode_tok_s": len(steps) / decode_s if steps and decode_s > 0 else None,
+        "peak_bytes": peak,
+        "peak_bytes_before": peak_base,
+        "kv_layers": kv,
+        "kv_bytes": sum(layer["bytes"] for layer in kv),
+        "rows": rows,
+        "flops_full": flops_full,
+        "flops_reduced": flops_reduced,
+        "flops_reduction": 1.0 - flops_reduced / flops_full if flops_full else 0.0,
+        "kv_reduction": kv_reduction,
+        "audio_tokens_out": audio_out,
+    }
+
+
+def step_floor(run: dict[str, Any], weight_bytes: int, bandwidth: float) -> dict[str, float]:
+    """The least time a decoding step can take: bytes read / bandwidth.
+
+    Each step reads every decoder weight and the LM head once, and each row's KV cache. The
+    final cache of a layer holds L entries after ``s`` decoding steps; step ``i`` (1..s) reads
+    ``L - s + i``, so on average ``L - s + (s + 1) / 2`` entries.
+    """
+    s = run["decode_steps"]
+    kv_read = 0.0
+    for layer in run["kv_layers"]:
+        if layer["entries"]:
+            mean_entries = layer["entries"] - s + (s + 1) / 2
+            kv_read += layer["bytes"] * mean_entries / layer["entries"]
+    floor_s = (weight_bytes + kv_read) / bandwidth
+    return {"kv_read_bytes": kv_read, "floor_ms": 1000 * floor_s}
