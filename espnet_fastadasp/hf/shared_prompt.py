@@ -51,6 +51,7 @@ from espnet_fastadasp.hf.compat import (
     cache_of_output,
     caller_passed_cache,
 )
+from espnet_fastadasp.hf.masks import causal_key_mask
 from espnet_fastadasp.hf.parts import UnsupportedModelError, speech_lm_parts
 
 SHARED_PROMPT_IMPLEMENTATION = "fastadasp_shared_prompt"
@@ -214,8 +215,8 @@ def shared_prompt_attention(
         sp = _apply_mask(sp, _expand_mask(mask[..., :P], groups))
         ss = _apply_mask(ss, _expand_mask(mask[..., P:], groups))
     elif q > 1:  # no mask given: causal among the new tokens, the prompt fully visible
-        allowed = torch.arange(S, device=query.device)[None, :] <= torch.arange(S - q, S, device=query.device)[:, None]
-        ss = ss.masked_fill(~_expand_mask(allowed[None, None].expand(R, 1, q, S), groups), float("-inf"))
+        allowed = causal_key_mask(torch.ones(R, S, dtype=torch.bool, device=query.device), q)  # (R, 1, q, S)
+        ss = ss.masked_fill(~_expand_mask(allowed, groups), float("-inf"))
     probs = torch.softmax(torch.cat([sp, ss], dim=-1), dim=-1).to(value.dtype)
     pp, ps = probs[..., :P], probs[..., P:]
     pp = pp.reshape(B, beams, Hkv, groups * q, P).transpose(1, 2).reshape(B, Hkv, beams * groups * q, P)
