@@ -92,12 +92,6 @@ def cache_of_output(output: Any) -> Any | None:
     return None
 
 
-def has_cache_position(kwargs: Mapping[str, Any]) -> bool:
-    import torch
-
-    return torch.is_tensor(kwargs.get(CACHE_POSITION_KWARG))
-
-
 def attn_implementation(config: Any) -> str:
     """The attention implementation a (text) config selects; transformers' default is eager."""
     return getattr(config, _ATTN_IMPLEMENTATION_FIELD, None) or "eager"

@@ -41,7 +41,6 @@ from espnet_fastadasp.hf.parts import SpeechLMParts, UnsupportedModelError, audi
 class PrefillLayout:
     """The layout of the sequence while one prefill runs through the layers."""
 
-    length: int  # the full prompt length (what layer 0 caches)
     plans: list[RowPlan]
     removals: torch.Tensor  # (B, L) long: tokens leaving the hidden states inside layer l
     evictions: torch.Tensor  # (B, L) long: entries removed from layer l's cache after its attention
@@ -86,7 +85,6 @@ class PrefillLayout:
         counts = ([p.audio_in[0] for p in plans], [p.total_in[0] for p in plans])
         device = valid.device
         return cls(
-            length=valid.shape[1],
             plans=plans,
             removals=torch.tensor(removals, dtype=torch.long, device=device),
             evictions=torch.tensor(evictions, dtype=torch.long, device=device),
