@@ -41,7 +41,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from espnet_fastadasp.core.config import ReductionConfig
+from espnet_fastadasp.core.config import ConfigError, ReductionConfig
 from espnet_fastadasp.decoding.data import DataError, Inputs, batched, read_keys, resolve_inputs
 from espnet_fastadasp.decoding.encoder_memo import AudioEncoderMemo
 from espnet_fastadasp.decoding.outputs import ResumableWriter
@@ -169,6 +169,12 @@ def _settings(
     dirs = [p for p, _ in pairs]
     if len(set(dirs)) != len(dirs):
         raise ValueError(f"two settings write to the same output dir: {dirs}")
+    if overrides and "method" not in overrides and any(not cfg for _, cfg in pairs):
+        # without a config there is no method to change: the overrides would silently do nothing
+        raise ConfigError(
+            f"--reduction {', '.join(f'{k}={v}' for k, v in overrides.items())} without --reduction_config: "
+            "name the method too (e.g. --reduction method=fastadasp) or give --reduction_config"
+        )
     return [
         (
             Path(out),
@@ -258,7 +264,7 @@ def parse_args(parser: argparse.ArgumentParser, cmd: Sequence[str] | None) -> ar
         bad = sorted(set(data) - known)
         if bad:
             parser.error(f"{pre.config}: unknown option(s) {', '.join(bad)}")
-        parser.set_defaults(**data)
+        parser.set_defaults(**{key: _config_value(parser, pre.config, key, value) for key, value in data.items()})
     args = parser.parse_args(cmd)
     for name in ("model_name_or_path",):
         if not getattr(args, name):
@@ -268,6 +274,28 @@ def parse_args(parser: argparse.ArgumentParser, cmd: Sequence[str] | None) -> ar
     if not args.output_dir and not args.setting:
         parser.error("--output_dir (or --setting OUTPUT_DIR=REDUCTION_YAML, repeated) is required")
     return args
+
+
+def _config_value(parser: argparse.ArgumentParser, path: str, key: str, value: Any) -> Any:
+    """A ``--config`` value converted as the command line would convert it (``batch_size: 2.5`` is
+    an error naming the key, not a ``TypeError`` later)."""
+    action = next(a for a in parser._actions if a.dest == key)
+    if action.type is None or value is None:
+        return value
+
+    def convert(v: Any) -> Any:
+        if action.type is int and (isinstance(v, bool) or not isinstance(v, int)):
+            v = str(v)  # int(2.5) would truncate silently; int("2.5") refuses
+        return action.type(v)
+
+    values = value if isinstance(value, list) else [value]
+    try:
+        converted = [convert(v) for v in values]
+    except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+        parser.error(f"{path}: {key}: {value!r} is not a valid {getattr(action.type, '__name__', 'value')} ({exc})")
+    if action.choices is not None and any(v not in action.choices for v in converted):
+        parser.error(f"{path}: {key}: {value!r} is not one of {list(action.choices)}")
+    return converted if isinstance(value, list) else converted[0]
 
 
 def main(cmd: Sequence[str] | None = None) -> None:

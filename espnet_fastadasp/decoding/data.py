@@ -24,6 +24,11 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
+#: How far a segment may end past its recording (clipped there), as Kaldi's extract-segments
+#: ``--max-overshoot`` (default 0.5 s); further is an error.
+SEGMENT_OVERSHOOT_SECONDS = 0.5
+
+
 class DataError(ValueError):
     """A data file is missing or malformed; the message names the file (and line)."""
 
@@ -33,22 +38,37 @@ class AudioError(DataError):
 
 
 def read_key_value(path: str | Path, allow_empty_value: bool = True) -> dict[str, str]:
-    """``key value`` lines into a dict (value = rest of the line); duplicates are an error."""
+    """``key value`` lines into a dict, as Kaldi reads them: the key is the first field, the value
+    the rest of the line; fields are separated by spaces or tabs. Duplicates, and bytes that are
+    not UTF-8, are errors naming the file and line."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"file not found: {path}")
     out: dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
+    for lineno, line in enumerate(_read_utf8(path).splitlines(), 1):
+        fields = line.strip().split(maxsplit=1)
+        if not fields:
             continue
-        key, _, value = line.strip().partition(" ")
-        value = value.strip()
+        key, value = fields[0], (fields[1] if len(fields) > 1 else "")
         if not value and not allow_empty_value:
             raise DataError(f"{path}:{lineno}: no value for key {key!r}")
         if key in out:
             raise DataError(f"{path}:{lineno}: duplicate key {key!r}")
         out[key] = value
     return out
+
+
+def _read_utf8(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        lineno = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DataError(
+            f"{path}:{lineno}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {column}); convert the file, "
+            "e.g. iconv -f latin1 -t utf-8"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -67,6 +87,10 @@ def read_segments(path: str | Path) -> dict[str, Segment]:
             rec, start, end = parts[0], float(parts[1]), float(parts[2])
         except (IndexError, ValueError):
             raise DataError(f"{path}: bad segment line for {key!r}: {value!r} (want: utt rec start end)") from None
+        if not (math.isfinite(start) and math.isfinite(end)):
+            raise DataError(f"{path}: segment {key!r} has a bound that is not a number: {value!r}")
+        if start < 0:
+            raise DataError(f"{path}: segment {key!r} starts before 0 ({start})")
         if end > 0 and end <= start:
             raise DataError(f"{path}: segment {key!r} ends ({end}) before it starts ({start})")
         out[key] = Segment(rec, start, end if end > 0 else None)
@@ -163,6 +187,11 @@ class AudioReader:
             if start >= len(wave):
                 raise AudioError(
                     f"utterance {key!r}: segment starts at {seg.start}s but {rec!r} lasts {len(wave) / rate:.2f}s"
+                )
+            if end is not None and end > len(wave) + SEGMENT_OVERSHOOT_SECONDS * rate:
+                raise AudioError(
+                    f"utterance {key!r}: segment ends at {seg.end}s but {rec!r} lasts {len(wave) / rate:.2f}s "
+                    f"(more than the {SEGMENT_OVERSHOOT_SECONDS:g}s tolerated, as Kaldi's extract-segments)"
                 )
             wave = wave[start:end]
         if rate != self.sampling_rate:
