@@ -3,6 +3,10 @@ non-UTF-8 bytes, segment bounds, ``--config`` values of the wrong type, ``--redu
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -10,6 +14,8 @@ import soundfile as sf
 from espnet_fastadasp.bin import inference as inf
 from espnet_fastadasp.core.config import ConfigError
 from espnet_fastadasp.decoding.data import AudioError, AudioReader, DataError, read_key_value, read_segments
+from espnet_fastadasp.decoding.outputs import SettingsMismatch, merge_outputs
+from espnet_fastadasp.hf.tiny import synthetic_audio
 
 
 def test_tabs_separate_fields_as_in_kaldi(tmp_path):
@@ -72,3 +78,95 @@ def test_reduction_overrides_alone_are_an_error(tmp_path):
         inf._settings(str(tmp_path / "out"), None, (), {"flops_reduction": 0.3})
     [(_, cfg)] = inf._settings(str(tmp_path / "out"), None, (), {"method": "fastv", "flops_reduction": 0.3})
     assert cfg.method == "fastv" and cfg.flops_reduction == 0.3
+
+
+def _data(tmp_path, n=3):
+    d = tmp_path / "data"
+    d.mkdir()
+    with (d / "wav.scp").open("w") as scp, (d / "prompt").open("w") as pr:
+        for i in range(n):
+            sf.write(tmp_path / f"u{i}.wav", synthetic_audio(0.6 + 0.2 * i, i), 16000)
+            scp.write(f"u{i} {tmp_path / f'u{i}.wav'}\n")
+            pr.write(f"u{i} <|im_start|>{{audio}}ASR:<|im_end|>\n")
+    return d
+
+
+def _cli(checkpoint, d, out, *extra):
+    return [
+        sys.executable, "-m", "espnet_fastadasp.bin.inference", "--model_name_or_path", str(checkpoint),
+        "--data_path_and_name_and_type", f"{d}/wav.scp,speech,sound",
+        "--data_path_and_name_and_type", f"{d}/prompt,prompt,text",
+        "--max_new_tokens", "3", "--output_dir", str(out), *extra,
+    ]  # fmt: skip
+
+
+def test_a_second_writer_of_an_output_dir_refuses_at_once(checkpoint, tmp_path):
+    d, out = _data(tmp_path), tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True, env=_env()
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = subprocess.run(_cli(checkpoint, d, out), capture_output=True, text=True, env=_env(), timeout=300)
+        assert proc.returncode != 0
+        assert f"is being written by pid {holder.pid}" in proc.stderr
+        assert not (out / "1best_recog").exists(), "refused before decoding anything"
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died (kill -9): its lock went with it
+    proc = subprocess.run(_cli(checkpoint, d, out), capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len((out / "1best_recog" / "text").read_text().splitlines()) == 3
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from espnet_fastadasp.decoding.outputs import OutputDirLock
+lock = OutputDirLock(Path(sys.argv[1]))
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def _env():
+    import os
+
+    return {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def test_resuming_with_other_settings_refuses_naming_them(checkpoint, tmp_path):
+    d, out = _data(tmp_path), tmp_path / "out"
+    inf.main(_cli(checkpoint, d, out, "--reduction", "method=none")[3:])
+    text = (out / "1best_recog" / "text").read_text()
+    (out / "1best_recog" / "text").write_text(text.splitlines(keepends=True)[0])  # as if killed after one
+    cfg = tmp_path / "fastadasp.yaml"
+    cfg.write_text("method: fastadasp\nflops_reduction: 0.2\n")
+    with pytest.raises(SettingsMismatch, match=r"reduction\.method: 'none' then, 'fastadasp' now"):
+        inf.main(_cli(checkpoint, d, out, "--reduction_config", str(cfg))[3:])
+    assert len((out / "1best_recog" / "text").read_text().splitlines()) == 1, "nothing mixed in"
+    with pytest.raises(SettingsMismatch, match=r"decode\.max_new_tokens: 3 then, 4 now"):
+        inf.main([*_cli(checkpoint, d, out, "--reduction", "method=none")[3:], "--max_new_tokens", "4"])
+    # the same settings resume; --overwrite starts over with the new ones
+    inf.main(_cli(checkpoint, d, out, "--reduction", "method=none")[3:])
+    assert (out / "1best_recog" / "text").read_text() == text
+    inf.main(_cli(checkpoint, d, out, "--reduction_config", str(cfg), "--overwrite", "true")[3:])
+    cost = [json.loads(line.split(" ", 1)[1]) for line in (out / "1best_recog" / "cost").read_text().splitlines()]
+    assert len(cost) == 3 and all(c["flops_reduction"] > 0.1 for c in cost)
+
+
+def test_merge_checks_every_key_once(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    (a / "text").write_text("k2 two\nk1 one\n")
+    (b / "text").write_text("k3 three\n")
+    merge_outputs([a, b], ["k1", "k2", "k3"], tmp_path / "out", ["text"])
+    assert (tmp_path / "out" / "text").read_text() == "k1 one\nk2 two\nk3 three\n"
+    (b / "text").write_text("k3 three\nk1 again\nk9 stray\n")
+    with pytest.raises(ValueError, match=r"1 key\(s\) duplicated: k1; text: 1 key\(s\) not in the data: k9"):
+        merge_outputs([a, b], ["k1", "k2", "k3"], tmp_path / "out2", ["text"])
+    (b / "text").write_text("")
+    with pytest.raises(ValueError, match=r"1 key\(s\) missing: k3"):
+        merge_outputs([a, b], ["k1", "k2", "k3"], tmp_path / "out2", ["text"])
+    assert not (tmp_path / "out2").exists(), "nothing written when the parts do not cover the data once"

@@ -114,6 +114,28 @@ def test_librispeech_recipe(checkpoint, tmp_path):
             one = recipe / "exp" / checkpoint.name / f"decode_{tag}" / dset / "1best_recog" / "text"
             two = recipe / "exp_grouped" / checkpoint.name / f"decode_{tag}" / dset / "1best_recog" / "text"
             assert two.read_text() == one.read_text()
+    # a dir killed in the middle resumes with the split it started with, whatever --nj says now,
+    # and gives the output of an uninterrupted run
+    dec = recipe / "exp" / checkpoint.name / "decode_fastv_constant@0.2" / "test_clean"
+    full = (dec / "1best_recog" / "text").read_text()
+    (dec / ".done").unlink()
+    shutil.rmtree(dec / "1best_recog")
+    for name in ("text", "cost"):
+        part = dec / "logdir" / "output.2" / "1best_recog" / name
+        part.write_text(part.read_text().splitlines(keepends=True)[0])  # job 2 was killed after one utterance
+    resumed = run_recipe(
+        recipe, env, *args[:-4], "--nj", "3", "--inference_args", FAST, "--stage", "4", "--stop_stage", "4"
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "with the 2 jobs they started with" in resumed.stderr
+    assert (dec / "1best_recog" / "text").read_text() == full and (dec / ".done").is_file()
+    # a part with a key twice (or one missing) fails the merge: no output, no .done
+    (dec / ".done").unlink()
+    part = dec / "logdir" / "output.1" / "1best_recog" / "text"
+    part.write_text(part.read_text() + part.read_text().splitlines(keepends=True)[0])
+    broken = run_recipe(recipe, env, *args, "--stage", "4", "--stop_stage", "4")
+    assert broken.returncode != 0 and "1 key(s) duplicated" in broken.stderr
+    assert not (dec / ".done").exists()
     # two jobs per test set for the first two settings, then one for the third
     logs = sorted(p.relative_to(recipe / "exp_grouped") for p in (recipe / "exp_grouped").rglob("decode.*.log"))
     assert [str(p.parent.parent.parent.name) for p in logs].count("decode_none") == 4

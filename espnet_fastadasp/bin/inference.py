@@ -44,7 +44,7 @@ from tqdm import tqdm
 from espnet_fastadasp.core.config import ConfigError, ReductionConfig
 from espnet_fastadasp.decoding.data import DataError, Inputs, batched, read_keys, resolve_inputs
 from espnet_fastadasp.decoding.encoder_memo import AudioEncoderMemo
-from espnet_fastadasp.decoding.outputs import ResumableWriter
+from espnet_fastadasp.decoding.outputs import OutputDirLock, ResumableWriter, record_settings
 from espnet_fastadasp.decoding.speech2text import DTYPES, EncodedBatch, Speech2Text
 
 logger = logging.getLogger("espnet_fastadasp.inference")
@@ -68,9 +68,12 @@ def inference(
     seed: int = 0,
     share_prompt: bool = False,
     setting: Sequence[str] = (),
+    overwrite: bool = False,
 ) -> dict[str, int]:
     """Decode every key (or those of ``key_file``) not yet in each output dir; returns counts
-    (summed over the settings)."""
+    (summed over the settings). An output dir is written by one process at a time and holds the
+    outputs of one set of settings (``settings.yaml``); ``overwrite`` starts a dir made with other
+    settings over."""
     if batch_size < 1 or beam_size < 1 or max_new_tokens < 1:
         raise ValueError("batch_size, beam_size and max_new_tokens must be >= 1")
     device = "cuda" if ngpu > 0 else "cpu"
@@ -78,15 +81,62 @@ def inference(
         raise RuntimeError("--ngpu > 0 but no CUDA device is visible")
     overrides = dict(_parse_override(o) for o in reduction)
     settings = _settings(output_dir, reduction_config, setting, overrides)
+    # before the model loads: one writer per output dir, and no outputs of other settings mixed in
+    run = {
+        "model": _resolved(model_name_or_path),
+        "data": [_resolved_triple(t) for t in data_path_and_name_and_type],
+        "decode": dict(
+            prompt=prompt,
+            batch_size=batch_size,
+            beam_size=beam_size,
+            max_new_tokens=max_new_tokens,
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            max_audio_seconds=max_audio_seconds,
+            seed=seed,
+            share_prompt=share_prompt,
+        ),
+    }
+    locks = []
+    try:
+        for out_dir, cfg in settings:
+            locks.append(OutputDirLock(out_dir))
+            record_settings(out_dir, {**run, "reduction": cfg.to_dict()}, overwrite=overwrite)
+        return _decode(settings, run, data_path_and_name_and_type, model_name_or_path, key_file, prompt, device)
+    finally:
+        for lock in locks:
+            lock.release()
 
+
+def _resolved(path: str) -> str:
+    """A local path as an absolute one (so ``model`` and ``./model`` are the same setting)."""
+    return str(Path(path).resolve()) if Path(path).exists() else path
+
+
+def _resolved_triple(triple: str) -> str:
+    path, sep, rest = triple.partition(",")
+    return _resolved(path) + sep + rest
+
+
+def _decode(
+    settings: list[tuple[Path, ReductionConfig]],
+    run: dict[str, Any],
+    data_path_and_name_and_type: Sequence[str],
+    model_name_or_path: str,
+    key_file: str | None,
+    prompt: str | None,
+    device: str,
+) -> dict[str, int]:
+    opts = run["decode"]
+    batch_size, max_audio_seconds = opts["batch_size"], opts["max_audio_seconds"]
     s2t = Speech2Text(
         model_name_or_path,
         device=device,
-        dtype=dtype,
-        attn_implementation=attn_implementation,
-        beam_size=beam_size,
-        max_new_tokens=max_new_tokens,
-        share_prompt=share_prompt,
+        dtype=opts["dtype"],
+        attn_implementation=opts["attn_implementation"],
+        beam_size=opts["beam_size"],
+        max_new_tokens=opts["max_new_tokens"],
+        share_prompt=opts["share_prompt"],
     )
     inputs = resolve_inputs(data_path_and_name_and_type, s2t.sampling_rate, max_audio_seconds)
     keys = read_keys(key_file) if key_file else inputs.audio.keys()
@@ -100,7 +150,7 @@ def inference(
     elif prompt is None:
         raise DataError("no prompt: give --prompt or a prompt file in --data_path_and_name_and_type")
 
-    torch.manual_seed(seed)
+    torch.manual_seed(opts["seed"])
     writers = []
     for out_dir, cfg in settings:
         writer = ResumableWriter(out_dir / "1best_recog", ["text", "cost"])
@@ -235,6 +285,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--attn_implementation", default=None, choices=("sdpa", "eager"))
     parser.add_argument("--max_audio_seconds", type=float, default=1800.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--overwrite",
+        type=str2bool,
+        default=False,
+        help="start an output dir over when it holds outputs of other settings (default: refuse)",
+    )
     parser.add_argument(
         "--share_prompt",
         type=str2bool,

@@ -46,3 +46,125 @@ class ResumableWriter:
     def close(self) -> None:
         for f in self.files.values():
             f.close()
+
+
+class OutputDirBusy(RuntimeError):
+    """Another process is writing this output dir; the message names it."""
+
+
+class SettingsMismatch(RuntimeError):
+    """An output dir was made with other settings than this run's; the message lists them."""
+
+
+class OutputDirLock:
+    """One writer per output dir: an exclusive ``flock`` on ``DIR/.lock`` while decoding.
+
+    A second process refuses at once, naming the holder (pid, host, start time). The kernel
+    drops the lock when its holder dies, ``kill -9`` included, so a crash never leaves it stale.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        import fcntl
+        import os
+        import socket
+        import time
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / ".lock"
+        self._file = self.path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise OutputDirBusy(f"{directory} is being written by {holder}; wait for it or stop it") from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        self._file.flush()
+
+    def release(self) -> None:
+        if not self._file.closed:
+            self._file.close()  # closing the file drops the flock
+
+
+def record_settings(directory: Path, settings: dict, overwrite: bool = False) -> None:
+    """Make sure ``directory`` holds outputs of ``settings`` only.
+
+    The first run writes ``settings.yaml``. A later run with different settings refuses, naming
+    each difference; with ``overwrite`` it deletes the old outputs and starts over. Outputs left
+    by a run that recorded no settings are refused the same way (nothing says what made them).
+    """
+    import shutil
+
+    import yaml
+
+    path = directory / "settings.yaml"
+    outputs = directory / "1best_recog"
+    if path.is_file():
+        old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        differences = _differences(old, settings)
+    elif outputs.exists():
+        differences = ["no settings.yaml: the outputs there were made by an unknown run"]
+    else:
+        differences = []
+    if differences:
+        if not overwrite:
+            raise SettingsMismatch(
+                f"{directory} was made with other settings: {'; '.join(differences)}. "
+                "Decode into another dir, or pass --overwrite true to start this one over"
+            )
+        shutil.rmtree(outputs, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(settings, sort_keys=True), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} then, {b!r} now")
+    return out
+
+
+def merge_outputs(parts: Sequence[Path], keys: Sequence[str], out_dir: Path, names: Sequence[str]) -> None:
+    """Join the per-job ``key value`` files of ``parts`` into ``out_dir``, sorted by key.
+
+    Every key of ``keys`` must be in every file exactly once, across all parts; otherwise nothing
+    is written and the error names the missing, duplicated and unknown keys (so a stage that
+    merges never marks an incomplete or doubled result done).
+    """
+    wanted = set(keys)
+    merged: dict[str, dict[str, str]] = {}
+    problems = []
+    for name in names:
+        lines: dict[str, str] = {}
+        dups = set()
+        for part in parts:
+            path = part / name
+            if not path.is_file():
+                problems.append(f"{path} is missing")
+                continue
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if not line.strip():
+                    continue
+                key = line.split(maxsplit=1)[0]
+                if key in lines:
+                    dups.add(key)
+                lines[key] = line
+        missing, unknown = wanted - set(lines), set(lines) - wanted
+        for label, found in (("missing", missing), ("duplicated", dups), ("not in the data", unknown)):
+            if found:
+                problems.append(f"{name}: {len(found)} key(s) {label}: {', '.join(sorted(found)[:5])}")
+        merged[name] = lines
+    if problems:
+        raise ValueError(f"cannot merge {len(parts)} job outputs into {out_dir}: " + "; ".join(problems))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, lines in merged.items():
+        (out_dir / name).write_text("".join(lines[k] + "\n" for k in sorted(lines, key=str.encode)), encoding="utf-8")

@@ -148,46 +148,64 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
                 log "Stage 4: ${dir} is done, skipping"
                 continue
             fi
+            if [ -f "${dir}/reduction.yaml" ] && ! cmp -s "${spec_dir}/${i}.yaml" "${dir}/reduction.yaml"; then
+                log "Error: ${dir} was started with other reduction settings (its reduction.yaml differs);" \
+                    "remove it to start over"
+                exit 1
+            fi
             mkdir -p "${dir}/logdir"
             cp "${spec_dir}/${i}.yaml" "${dir}/reduction.yaml"
             pending+=("${dir}")
         done
         key_file=data/${dset}/wav.scp
         [ -f "data/${dset}/segments" ] && key_file=data/${dset}/segments
-        _nj=$(min "${nj}" "$(wc -l < "${key_file}")")
-        for ((g = 0; g < ${#pending[@]}; g += settings_per_job)); do
-            group=("${pending[@]:g:settings_per_job}")
-            # the jobs' keys and logs live in the group's first decode dir
-            logdir=${group[0]}/logdir
-            split_scps=()
-            for n in $(seq "${_nj}"); do
-                split_scps+=("${logdir}/keys.${n}.scp")
+        # a dir resumes with the job split it started with (its output.N hold keys.N of that
+        # split), whatever --nj says now; dirs with the same split are decoded together
+        for dir in "${pending[@]}"; do
+            [ -f "${dir}/logdir/nj" ] || min "${nj}" "$(wc -l < "${key_file}")" > "${dir}/logdir/nj"
+        done
+        for _nj in $(for dir in "${pending[@]}"; do cat "${dir}/logdir/nj"; done | sort -un); do
+            same_split=()
+            for dir in "${pending[@]}"; do
+                [ "$(cat "${dir}/logdir/nj")" = "${_nj}" ] && same_split+=("${dir}")
             done
-            split_scp.py "${key_file}" "${split_scps[@]}"
-            setting_args=()
-            for dir in "${group[@]}"; do
-                log "Stage 4: decoding ${dset} with $(basename "$(dirname "${dir}")" | sed 's/^decode_//') -> ${dir}"
-                setting_args+=(--setting "${dir}/logdir/output.JOB=${dir}/reduction.yaml")
-            done
-            # shellcheck disable=SC2086
-            ${_cmd} --gpu "${ngpu}" JOB=1:"${_nj}" "${logdir}"/decode.JOB.log \
-                ${python} -m espnet_fastadasp.bin.inference \
-                    --config "${decode_config}" \
-                    --ngpu "${ngpu}" \
-                    --data_path_and_name_and_type "data/${dset}/wav.scp,speech,sound" \
-                    --data_path_and_name_and_type "data/${dset}/prompt,prompt,text" \
-                    --key_file "${logdir}"/keys.JOB.scp \
-                    --model_name_or_path "${model_name_or_path}" \
-                    "${setting_args[@]}" \
-                    ${inference_args}
-            for dir in "${group[@]}"; do
-                mkdir -p "${dir}/1best_recog"
-                for f in text cost; do
-                    for n in $(seq "${_nj}"); do
-                        cat "${dir}/logdir/output.${n}/1best_recog/${f}"
-                    done | sort -k1,1 > "${dir}/1best_recog/${f}"
+            [ "${_nj}" = "$(min "${nj}" "$(wc -l < "${key_file}")")" ] \
+                || log "Stage 4: resuming ${#same_split[@]} dir(s) of ${dset} with the ${_nj} jobs they started with"
+            for ((g = 0; g < ${#same_split[@]}; g += settings_per_job)); do
+                group=("${same_split[@]:g:settings_per_job}")
+                # the jobs' keys and logs live in the group's first decode dir
+                logdir=${group[0]}/logdir
+                split_scps=()
+                for n in $(seq "${_nj}"); do
+                    split_scps+=("${logdir}/keys.${n}.scp")
                 done
-                touch "${dir}/.done"
+                split_scp.py "${key_file}" "${split_scps[@]}"
+                setting_args=()
+                for dir in "${group[@]}"; do
+                    log "Stage 4: decoding ${dset} with $(basename "$(dirname "${dir}")" | sed 's/^decode_//') -> ${dir}"
+                    setting_args+=(--setting "${dir}/logdir/output.JOB=${dir}/reduction.yaml")
+                done
+                # shellcheck disable=SC2086
+                ${_cmd} --gpu "${ngpu}" JOB=1:"${_nj}" "${logdir}"/decode.JOB.log \
+                    ${python} -m espnet_fastadasp.bin.inference \
+                        --config "${decode_config}" \
+                        --ngpu "${ngpu}" \
+                        --data_path_and_name_and_type "data/${dset}/wav.scp,speech,sound" \
+                        --data_path_and_name_and_type "data/${dset}/prompt,prompt,text" \
+                        --key_file "${logdir}"/keys.JOB.scp \
+                        --model_name_or_path "${model_name_or_path}" \
+                        "${setting_args[@]}" \
+                        ${inference_args}
+                for dir in "${group[@]}"; do
+                    parts=()
+                    for n in $(seq "${_nj}"); do
+                        parts+=("${dir}/logdir/output.${n}/1best_recog")
+                    done
+                    # every key exactly once, or no merged output and no .done
+                    ${python} -m espnet_fastadasp.bin.merge_outputs --key_file "${key_file}" \
+                        --output_dir "${dir}/1best_recog" "${parts[@]}"
+                    touch "${dir}/.done"
+                done
             done
         done
     done
