@@ -264,12 +264,14 @@ def test_several_settings_in_one_process_equal_separate_runs(checkpoint, tmp_pat
             a, b = json.loads(value), json.loads(read(alone / "cost")[key])
             assert {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
     assert json.loads(read(tmp_path / "together" / "fv" / "1best_recog" / "cost")["utt1"])["flops_reduction"] > 0.2
-    # a rerun finds both settings done
+    # a rerun with the same settings finds both done (other decode options would be refused)
     assert inf.inference(
         None,
         [f"{d}/wav.scp,speech,sound", f"{d}/prompt,prompt,text"],
         str(checkpoint),
         setting=[f"{tmp_path / 'together' / n}={p}" for n, p in cfgs.items()],
+        batch_size=2,
+        max_new_tokens=4,
     ) == {"total": 6, "skipped": 6, "decoded": 0}
     with pytest.raises(ValueError, match="either --setting"):
         inf.inference(str(tmp_path / "x"), [f"{d}/wav.scp,speech,sound"], str(checkpoint), setting=["a=b"])
