@@ -40,6 +40,10 @@ def test_valid_dir_passes(tmp_path):
             lambda d: (d / "prompt").write_text("u0 {audio}x\nu1 no audio\nu2 {audio}\n"),
             "no {audio} placeholder for u1",
         ),
+        (
+            lambda d: (d / "prompt").write_text("u0 {audio}x\nu1 {audio}{audio}\nu2 {audio}\n"),
+            r"{audio} more than once for u1",
+        ),
         (lambda d: (d / "utt2spk").write_text("u0 a\nu0 b\n"), "duplicate key 'u0'"),
         (
             lambda d: (d / "u1.wav").unlink() if (d / "u1.wav").exists() else (d.parent / "u1.wav").unlink(),

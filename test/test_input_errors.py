@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from espnet_fastadasp.bin import inference as inf
-from espnet_fastadasp.core.config import ConfigError
+from espnet_fastadasp.core.config import ConfigError, ReductionConfig
 from espnet_fastadasp.decoding.data import AudioError, AudioReader, DataError, read_key_value, read_segments
 from espnet_fastadasp.decoding.outputs import SettingsMismatch, merge_outputs
 from espnet_fastadasp.hf.tiny import synthetic_audio
@@ -170,3 +170,44 @@ def test_merge_checks_every_key_once(tmp_path):
     with pytest.raises(ValueError, match=r"1 key\(s\) missing: k3"):
         merge_outputs([a, b], ["k1", "k2", "k3"], tmp_path / "out2", ["text"])
     assert not (tmp_path / "out2").exists(), "nothing written when the parts do not cover the data once"
+
+
+def test_an_unreachable_target_names_the_utterance(checkpoint):
+    from espnet_fastadasp.decoding.speech2text import Speech2Text
+
+    s2t = Speech2Text(str(checkpoint), max_new_tokens=2, beam_size=2)
+    try:
+        batch = s2t.encode(["long", "tiny"], [synthetic_audio(1.5, 1), synthetic_audio(0.1, 2)], [PROMPT] * 2)
+        with pytest.raises(ConfigError, match=r"utterance 'tiny': flops_reduction=0.400 is unreachable"):
+            s2t(batch, ReductionConfig(method="fastadasp", flops_reduction=0.4))
+    finally:
+        s2t.close()
+
+
+def test_audio_placeholder_twice_names_the_utterance(checkpoint):
+    from espnet_fastadasp.decoding.speech2text import Speech2Text
+
+    s2t = Speech2Text(str(checkpoint), max_new_tokens=2)
+    try:
+        with pytest.raises(DataError, match=r"utterance 'b': prompt .* has 2 \{audio\} placeholder"):
+            s2t.encode(["a", "b"], [synthetic_audio(0.5, 1)] * 2, [PROMPT, "{audio} and {audio}"])
+    finally:
+        s2t.close()
+
+
+def test_a_missing_model_dir_is_named(tmp_path):
+    from espnet_fastadasp.decoding.speech2text import load_model
+
+    with pytest.raises(FileNotFoundError, match=r"model dir not found: .*nope"):
+        load_model(str(tmp_path / "nope"), "float32", "cpu", None)
+
+
+def test_float_audio_outside_unit_range_warns(tmp_path, caplog):
+    sf.write(tmp_path / "loud.wav", np.full(8000, 0.5, dtype="float32") * 3.0, 16000, subtype="FLOAT")
+    (tmp_path / "wav.scp").write_text(f"loud {tmp_path / 'loud.wav'}\n")
+    with caplog.at_level("WARNING"):
+        AudioReader(tmp_path / "wav.scp")("loud")
+    assert "utterance loud: samples reach 1.5, outside [-1, 1]" in caplog.text
+
+
+PROMPT = "<|im_start|>{audio}ASR:<|im_end|>"

@@ -4,7 +4,7 @@
 
 Checks: wav.scp, text, utt2spk and prompt exist and parse (no duplicate keys); every utterance
 (the keys of segments if present, else of wav.scp) has a reference, a speaker and a prompt; every
-prompt carries the ``{audio}`` placeholder; plain-file audio sources exist. Exits non-zero with
+prompt carries the ``{audio}`` placeholder exactly once; plain-file audio sources exist. Exits non-zero with
 a message naming the file and the first offending keys.
 """
 
@@ -45,6 +45,9 @@ def validate(data_dir: str | Path) -> int:
             bad = [u for u in utts if "{audio}" not in table[u]]
             if bad:
                 raise DataError(f"{d / 'prompt'}: no {{audio}} placeholder for {', '.join(bad[:5])}")
+            twice = [u for u in utts if table[u].count("{audio}") > 1]
+            if twice:
+                raise DataError(f"{d / 'prompt'}: {{audio}} more than once for {', '.join(twice[:5])} (want one)")
     absent = [k for k, v in wav.items() if not v.endswith("|") and ":" not in v and not Path(v).is_file()]
     if absent:
         raise DataError(

@@ -206,6 +206,12 @@ class AudioReader:
             )
         if not np.isfinite(wave).all():
             raise AudioError(f"utterance {key!r}: audio contains NaN or inf ({source!r})")
+        peak = float(np.abs(wave).max())
+        if peak > 1.0 + 1e-3:
+            # integer PCM is scaled to [-1, 1] on reading, so this is float audio at another scale
+            logger.warning(
+                "utterance %s: samples reach %.3g, outside [-1, 1] (%s); decoded as they are", key, peak, source
+            )
         return np.ascontiguousarray(wave, dtype=np.float32)
 
 

@@ -15,6 +15,7 @@ audio placeholder of the prompt, in order. Each call applies its reduction for t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,16 @@ def load_model(model_name_or_path: str, dtype: str, device: str, attn_implementa
 
     from espnet_fastadasp.hf.parts import UnsupportedModelError, audio_token_id_of
 
-    config = AutoConfig.from_pretrained(model_name_or_path)
+    path = Path(model_name_or_path).expanduser()
+    if not path.exists() and (model_name_or_path.startswith(("/", ".", "~")) or path.parent.is_dir()):
+        raise FileNotFoundError(f"model dir not found: {model_name_or_path} (no such directory)")
+    try:
+        config = AutoConfig.from_pretrained(model_name_or_path)
+    except OSError as exc:
+        raise OSError(
+            f"cannot load model {model_name_or_path!r}: not a local dir, and not a hub id whose files can be had "
+            f"here (offline machines need a local copy): {exc}"
+        ) from None
     kwargs: dict[str, Any] = {"dtype": DTYPES[dtype]}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
@@ -70,8 +80,12 @@ def build_prompt(template: str, processor: Any, n_clips: int) -> str:
     bos = getattr(processor, "audio_bos_token", "<|audio_bos|>")
     tok = getattr(processor, "audio_token", "<|AUDIO|>")
     eos = getattr(processor, "audio_eos_token", "<|audio_eos|>")
-    if AUDIO_PLACEHOLDER not in template:
-        raise DataError(f"prompt {template!r} has no {AUDIO_PLACEHOLDER} placeholder for the audio")
+    count = template.count(AUDIO_PLACEHOLDER)
+    if count != 1:
+        what = "no" if count == 0 else f"{count}"
+        raise DataError(
+            f"prompt {template!r} has {what} {AUDIO_PLACEHOLDER} placeholder(s); want exactly one, where the audio goes"
+        )
     return template.replace("\\n", "\n").replace(AUDIO_PLACEHOLDER, f"{bos}{tok}{eos}" * n_clips)
 
 
@@ -137,9 +151,12 @@ class Speech2Text:
     def encode(self, keys: list[str], waves: list[np.ndarray], templates: list[str]) -> EncodedBatch:
         """Audio (split into encoder windows) and prompt templates -> the processor's tensors."""
         texts, audios, clips_per_utt, seconds = [], [], [], []
-        for wave, template in zip(waves, templates):
+        for key, wave, template in zip(keys, waves, templates):
             clips = split_windows(wave, self.window)
-            texts.append(build_prompt(template, self.processor, len(clips)))
+            try:
+                texts.append(build_prompt(template, self.processor, len(clips)))
+            except DataError as exc:
+                raise DataError(f"utterance {key!r}: {exc}") from None
             audios.extend(clips)
             clips_per_utt.append(len(clips))
             seconds.append(len(wave) / self.sampling_rate)
@@ -158,6 +175,10 @@ class Speech2Text:
         enc = batch.enc
         self.timer.reset()
         with torch.no_grad(), fa.apply(self.model, reduction) as handle:
+            # errors about a row (an unreachable target) name the utterance; plain generate
+            # prefills one row per beam, the shared prompt one per utterance
+            per_key = 1 if self.share_prompt else self.generate_kwargs["num_beams"]
+            handle.row_names = [f"utterance {key!r}" for key in batch.keys for _ in range(per_key)]
             if self.share_prompt:  # one prefill per prompt, one prompt cache for all its beams
                 generated = fa.generate_with_shared_prompt(self.model, enc, **self.generate_kwargs)
             else:

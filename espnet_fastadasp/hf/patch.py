@@ -64,6 +64,8 @@ class ReductionHandle:
         self.method = None if config.method == "none" else get_method(config.method)
         self.dims = DecoderDims.from_config(parts.text_config)
         self.stats: PrefillStats | None = None
+        #: names of the next prefills' batch rows for error messages (utterance keys), set by callers
+        self.row_names: list[str] | None = None
         self.layout: PrefillLayout | None = None  # set while a prefill runs
         self._inputs: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
         self._hooks: list[Any] = []
@@ -136,7 +138,7 @@ class ReductionHandle:
                 )
             ids, mask2d = self._inputs
             self.layout = start_layout(
-                ids, mask2d, embeds.shape[:2], embeds.device, self.parts, self.config, self.method
+                ids, mask2d, embeds.shape[:2], embeds.device, self.parts, self.config, self.method, self.row_names
             )
 
     def _layer_hook(self, idx: int):

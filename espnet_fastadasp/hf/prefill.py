@@ -148,6 +148,7 @@ def start_layout(
     parts: SpeechLMParts,
     config: ReductionConfig,
     method: ReductionMethod | None,
+    row_names: list[str] | None = None,
 ) -> PrefillLayout | None:
     """The layout of a prefill of ``shape`` (batch, length) from the prompt's ``input_ids`` and
     2-D attention mask: where the audio is, each row's plan. None for a no-op config whose
@@ -165,7 +166,10 @@ def start_layout(
     valid = torch.ones_like(audio) if mask2d is None else mask2d[:, -length:].bool().to(device)
     audio &= valid
     dims = DecoderDims.from_config(parts.text_config)
-    plans = plan_batch(dims, config, audio.sum(-1).tolist(), valid.sum(-1).tolist(), audio_runs(audio).tolist())
+    names = row_names if row_names is not None and len(row_names) == shape[0] else None
+    plans = plan_batch(
+        dims, config, audio.sum(-1).tolist(), valid.sum(-1).tolist(), audio_runs(audio).tolist(), row_names=names
+    )
     acts_on = method.acts_on if method is not None else "hidden"
     return PrefillLayout.start(audio, valid, plans, acts_on, config.seed)
 
