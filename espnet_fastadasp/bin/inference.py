@@ -102,7 +102,7 @@ def inference(
         for out_dir, cfg in settings:
             locks.append(OutputDirLock(out_dir))
             record_settings(out_dir, {**run, "reduction": cfg.to_dict()}, overwrite=overwrite)
-        return _decode(settings, run, data_path_and_name_and_type, model_name_or_path, key_file, prompt, device)
+        return _decode(settings, run["decode"], data_path_and_name_and_type, model_name_or_path, key_file, device)
     finally:
         for lock in locks:
             lock.release()
@@ -120,15 +120,14 @@ def _resolved_triple(triple: str) -> str:
 
 def _decode(
     settings: list[tuple[Path, ReductionConfig]],
-    run: dict[str, Any],
+    opts: dict[str, Any],
     data_path_and_name_and_type: Sequence[str],
     model_name_or_path: str,
     key_file: str | None,
-    prompt: str | None,
     device: str,
 ) -> dict[str, int]:
-    opts = run["decode"]
-    batch_size, max_audio_seconds = opts["batch_size"], opts["max_audio_seconds"]
+    """Load the model once, then decode batch by batch into every setting's output dir."""
+    batch_size, max_audio_seconds, prompt = opts["batch_size"], opts["max_audio_seconds"], opts["prompt"]
     s2t = Speech2Text(
         model_name_or_path,
         device=device,

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+import socket
+import time
 from collections.abc import Sequence
 from pathlib import Path
+
+import yaml
 
 
 class ResumableWriter:
@@ -64,11 +71,6 @@ class OutputDirLock:
     """
 
     def __init__(self, directory: Path) -> None:
-        import fcntl
-        import os
-        import socket
-        import time
-
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / ".lock"
         self._file = self.path.open("a+", encoding="utf-8")
@@ -96,10 +98,6 @@ def record_settings(directory: Path, settings: dict, overwrite: bool = False) ->
     each difference; with ``overwrite`` it deletes the old outputs and starts over. Outputs left
     by a run that recorded no settings are refused the same way (nothing says what made them).
     """
-    import shutil
-
-    import yaml
-
     path = directory / "settings.yaml"
     outputs = directory / "1best_recog"
     if path.is_file():

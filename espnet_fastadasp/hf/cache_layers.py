@@ -28,6 +28,12 @@ class OwnMaskLayer:
     prompt_valid: torch.Tensor
     padded: bool
 
+    def set_prompt_valid(self, prompt_valid: torch.Tensor) -> None:
+        """Which prompt entries are real, per row; ``padded`` follows (one host sync, once per
+        prompt: an unpadded layer needs no mask for one-token steps)."""
+        self.prompt_valid = prompt_valid
+        self.padded = not bool(prompt_valid.all())
+
     @property
     def generated(self) -> int:
         """Entries after the prompt, this step's excluded (always valid)."""
@@ -55,9 +61,7 @@ class ReducedLayer(OwnMaskLayer, DynamicLayer):
         self.keys, self.values = keys, values
         self.dtype, self.device = keys.dtype, keys.device
         self.is_initialized = True
-        self.prompt_valid = prompt_valid
-        # one host sync per layer and prompt: an unpadded layer needs no mask for one-token steps
-        self.padded = not bool(prompt_valid.all())
+        self.set_prompt_valid(prompt_valid)
 
     @property
     def generated(self) -> int:
@@ -73,8 +77,7 @@ class ReducedLayer(OwnMaskLayer, DynamicLayer):
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         super().batch_select_indices(indices)
-        self.prompt_valid = self.prompt_valid[indices, ...]
-        self.padded = not bool(self.prompt_valid.all())
+        self.set_prompt_valid(self.prompt_valid[indices, ...])
 
     def crop(self, *args, **kwargs) -> None:
         super().crop(*args, **kwargs)
@@ -88,8 +91,7 @@ class ReducedLayer(OwnMaskLayer, DynamicLayer):
 
     def _fit_prompt(self) -> None:
         kept = min(self.prompt_valid.shape[1], self.keys.shape[-2])
-        self.prompt_valid = self.prompt_valid[:, :kept]
-        self.padded = not bool(self.prompt_valid.all())
+        self.set_prompt_valid(self.prompt_valid[:, :kept])
 
 
 def install_reduced_layers(cache: object, kv_valid: dict[int, torch.Tensor]) -> None:

@@ -110,10 +110,11 @@ class ReducedSharedPromptLayer(OwnMaskLayer, SharedPromptLayer):
     """A shared prompt whose entries were reduced: ``prompt_valid`` (B * beams, P) says which are
     real per beam row, and the layer builds its decoding steps' masks (see :mod:`.cache_layers`)."""
 
-    def __init__(self, prompt_keys: torch.Tensor, prompt_values: torch.Tensor, beams: int, prompt_valid) -> None:
+    def __init__(
+        self, prompt_keys: torch.Tensor, prompt_values: torch.Tensor, beams: int, prompt_valid: torch.Tensor
+    ) -> None:
         super().__init__(prompt_keys, prompt_values, beams)
-        self.prompt_valid = prompt_valid
-        self.padded = not bool(prompt_valid.all())
+        self.set_prompt_valid(prompt_valid)
 
     @property
     def generated(self) -> int:
