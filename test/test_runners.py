@@ -395,7 +395,9 @@ def test_local_sigterm_kills_jobs(tmp_path):
     try:
         logs = [tmp_path / f"log/k.{j}.log" for j in (1, 2)]
         deadline = time.monotonic() + 30
-        while not all(p.exists() and "started" in p.read_text() for p in logs) and time.monotonic() < deadline:
+        # the jobs' own output line (the log header also holds the word, in the command line)
+        while not all(p.exists() and "started" in p.read_text().splitlines() for p in logs):
+            assert time.monotonic() < deadline, "the jobs did not start"
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)

@@ -75,12 +75,13 @@ class LocalRunner:
         command = self.spec.command_for(job_id)
         log = Path(self.spec.log_for(job_id))
         log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(log_header(command))
-        start = time.monotonic()
-        with open(log, "ab") as out:
-            with self._lock:
-                if self._stopped.is_set():
-                    return 130
+        with self._lock:
+            # checked before the header is written: a log with a header always gets its footer
+            if self._stopped.is_set():
+                return 130
+            log.write_text(log_header(command))
+            start = time.monotonic()
+            with open(log, "ab") as out:
                 proc = subprocess.Popen(
                     ["bash", "-c", command],
                     stdin=subprocess.DEVNULL,
@@ -89,13 +90,13 @@ class LocalRunner:
                     env=self._env(),
                     start_new_session=True,
                 )
-                self._running[job_id] = proc
-            logger.debug("job %s started: pid %d, log %s", job_id, proc.pid, log)
-            rc = proc.wait()
-            if rc < 0:  # killed by a signal: report it as bash does
-                rc = 128 - rc
-            with self._lock:
-                self._running.pop(job_id, None)
+            self._running[job_id] = proc
+        logger.debug("job %s started: pid %d, log %s", job_id, proc.pid, log)
+        rc = proc.wait()
+        if rc < 0:  # killed by a signal: report it as bash does
+            rc = 128 - rc
+        with self._lock:
+            self._running.pop(job_id, None)
         with open(log, "a") as out:
             out.write(log_footer(time.monotonic() - start, threads_of(self.spec), rc))
         logger.debug("job %s ended with code %d", job_id, rc)
