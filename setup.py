@@ -32,7 +32,8 @@ install_requires = [
 ]
 
 extras_require = {
-    "test": ["pytest>=8", "pytest-timeout"],
+    # triton: the CUDA kernels of espnet_fastadasp.hf.triton_received are tested on CPU by its interpreter
+    "test": ["pytest>=8", "pytest-timeout", "triton>=3.4"],
     # ESPnet itself is optional: its 202511 release pins setuptools<74 while torch >= 2.13 needs >= 77,
     # so it is offered as an extra for environments built around the torch ESPnet resolves with.
     "espnet": ["espnet"],

@@ -2,7 +2,8 @@
 
 import espnet_fastadasp as fa
 handle = fa.apply(model, fa.ReductionConfig(method="fastadasp", schedule="constant", flops_reduction=0.3))
-model.generate(**inputs)
+with fa.prefill_last_logits(model):  # optional: the prefill computes the last position's logits only
+    model.generate(**inputs)
 handle.stats      # what the last prefill did
 handle.remove()   # the model is the original again
 """
@@ -17,6 +18,7 @@ _LAZY = {
     "ReductionHandle": "hf.patch",
     "UnsupportedModelError": "hf.parts",
     "generate_with_shared_prompt": "hf.shared_prompt",
+    "prefill_last_logits": "hf.logits",
     "PrefillStats": "core.stats",
     "RowStats": "core.stats",
 }
@@ -43,4 +45,5 @@ __all__ = [
     "UnsupportedModelError",
     "apply",
     "generate_with_shared_prompt",
+    "prefill_last_logits",
 ]

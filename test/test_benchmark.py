@@ -55,7 +55,7 @@ def test_end_to_end_from_a_config_json(tmp_path):
     env = data["environment"]
     for key in ("date", "device_name", "torch", "transformers", "dtype", "cuda"):
         assert key in env
-    assert data["bandwidth_bytes_per_s"] > 0 and data["decode_weight_bytes"] > 0
+    assert data["bandwidth_bytes_per_s"] > 0 and data["decode_weight_bytes"] > 0 and data["matmul_flops_per_s"] > 0
     by_key = {s["key"]: s for s in data["settings"]}
     assert len(by_key) == 6
 
@@ -76,6 +76,11 @@ def test_end_to_end_from_a_config_json(tmp_path):
             assert len(m["kv_bytes_per_layer"]) == 8
             assert m["kv_entries_per_layer"][0] == 144 + 2
         assert none["summary"]["flops_reduction"] == 0.0
+        # the reduction's own steps are timed for a reduction only, and fit inside its prefill
+        assert none["summary"]["reduce_s"] is None and none["summary"]["scoring_s"] is None
+        red_run = merged["runs"][0]
+        assert 0 < red_run["reduce_s"] < red_run["prefill_s"] and 0 < red_run["scoring_s"] < red_run["prefill_s"]
+        assert 0 < merged["summary"]["prefill_floor_s"] < none["summary"]["prefill_floor_s"]
         assert len(set(none["summary"]["kv_bytes_per_layer"])) == 1
         red = merged["summary"]
         assert 0.25 < red["flops_reduction"] < 0.35
@@ -90,7 +95,7 @@ def test_end_to_end_from_a_config_json(tmp_path):
 
     md = (out / "results.md").read_text()
     assert "## 4 s audio, beam 1 (144 prompt tokens, 100 audio)" in md and "## 4 s audio, beam 2" in md
-    assert md.count("| setting | prefill s | decode s | tok/s |") == 2
+    assert md.count("| setting | prefill s | prefill vs none | reduce s | scoring s |") == 2
     assert "| fastadasp_once@0.9 | error: config:" in md
     rows = [line for line in md.splitlines() if line.startswith("| fastadasp_constant@0.3 |")]
     assert len(rows) == 2 and all(len(r.split("|")) == len(results.MD_HEADER.split("|")) for r in rows)
@@ -222,3 +227,32 @@ def test_prompt_modes_measure_the_shared_prompt(tmp_path, tiny_model):
     assert "| none+shared |" in (tmp_path / "results.md").read_text()
     with pytest.raises(ConfigError, match="prompt_modes"):
         bm.make_settings([4], [1], ["none"], start_layer=2, prompt_modes=["hf", "bogus"])
+
+
+def test_a_spec_may_name_its_own_prompt_mode():
+    settings = bm.make_settings([60], [1], ["none", "none+hf_all_logits", "fastv@0.5"], 2)
+    assert [(s.tag, s.prompt) for s in settings] == [
+        ("none", "hf"),
+        ("fastv_constant@0.5", "hf"),
+        ("none+hf_all_logits", "hf_all_logits"),
+    ]
+    with pytest.raises(ConfigError, match="duplicate"):
+        bm.make_settings([60], [1], ["none+shared", "none"], 2, ["hf", "shared"])
+
+
+def test_received_paths_script_runs_and_agrees(tmp_path, monkeypatch):
+    """benchmarks/received_paths.py (which path to the attention received is fastest) at toy scale:
+    every CPU path is timed and the two-pass path agrees with the blocked one."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "r.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "received_paths.py"
+    argv = [str(script), "--lengths", "48", "--heads", "2", "--head_dim", "16", "--repeats", "1", "--output", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(script), run_name="__main__")
+    (row,) = json.loads(out.read_text())["lengths"]
+    assert row["tokens"] == 48 and row["lse_two_pass_max_abs_diff"] < 1e-4
+    for name in ("sdpa_s", "fused_torch_s", "sdpa+blocked_s", "lse_two_pass_s"):
+        assert row[name] > 0

@@ -20,7 +20,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 #: How the prompt reaches the beams: ``hf`` plain ``generate`` (the prompt repeated per beam before
 #: the prefill), ``once`` prefilled once per prompt and its cache copied per beam, ``shared``
 #: prefilled once and one cache shared by the beams (:mod:`espnet_fastadasp.hf.shared_prompt`).
-PROMPT_MODES = ("hf", "once", "shared")
+PROMPT_MODES = ("hf", "hf_all_logits", "once", "shared")
 DEFAULT_REDUCTIONS = (
     "none",
     "fastadasp_constant@0.5",

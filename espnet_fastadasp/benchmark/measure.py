@@ -46,6 +46,25 @@ def measure_bandwidth(device: torch.device, nbytes: int, repeats: int = 10) -> d
     return {"bytes_copied": nbytes, "seconds": t, "bytes_per_s": 2 * nbytes / t}
 
 
+def measure_matmul_rate(device: torch.device, dtype: torch.dtype, size: int, repeats: int = 5) -> dict[str, float]:
+    """FLOP/s of a large square matmul in ``dtype``, median of ``repeats``: what a prefill's
+    matmuls can at best run at on this device (the prefill floor is its FLOPs / this)."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    for _ in range(2):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        t0 = time.perf_counter()
+        a @ b
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    del a, b
+    t = statistics.median(times)
+    return {"size": size, "seconds": t, "flops_per_s": 2 * size**3 / t}
+
+
 def decode_weight_bytes(model: nn.Module) -> int:
     """Bytes of the weights one decoding step reads: the text decoder (without the embedding
     table, of which it reads one row) and the LM head. The audio encoder is idle while decoding."""
@@ -128,9 +147,13 @@ def run_once(
         pad_token_id=spec.pad_id,
         eos_token_id=spec.eos_id,
     )
-    # "none" runs the pristine model (no hooks at all): the baseline users have today
+    # "none" runs the model without our hooks; every mode but hf_all_logits sends only the last
+    # prompt position through the LM head (what Speech2Text does), hf_all_logits is transformers' default
     ctx = contextlib.nullcontext(None) if setting.config.method == "none" else fa.apply(model, setting.config)
-    with ctx as handle:
+    logits = contextlib.nullcontext() if setting.prompt == "hf_all_logits" else fa.prefill_last_logits(model)
+    with ctx as handle, logits:
+        if handle is not None:
+            handle.timer.enable(device)
         timer.reset()
         peak_base = None
         if device.type == "cuda":
@@ -138,13 +161,14 @@ def run_once(
             torch.cuda.reset_peak_memory_stats(device)
             peak_base = torch.cuda.memory_allocated(device)
         t0 = time.perf_counter()
-        if setting.prompt == "hf":
+        if setting.prompt in ("hf", "hf_all_logits"):
             out = model.generate(**inputs, **gen_kwargs)
         else:
             out = generate_with_shared_prompt(model, inputs, share_kv=setting.prompt == "shared", **gen_kwargs)
         synchronize(device)
         t1 = time.perf_counter()
         stats = handle.stats if handle is not None else None
+        steps_s = handle.timer.seconds() if handle is not None else {}
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     kv = kv_cache_layers(cache_of_output(out))
     generated = out.sequences.shape[1] - inputs["input_ids"].shape[1]
@@ -184,6 +208,11 @@ def run_once(
         "flops_reduction": 1.0 - flops_reduced / flops_full if flops_full else 0.0,
         "kv_reduction": kv_reduction,
         "audio_tokens_out": audio_out,
+        # the reduction's own steps in the prefill (CUDA events, read after generate): choosing and
+        # merging / evicting; and the attention of the reducing layers, which also sums what each
+        # token received (null for none)
+        "reduce_s": steps_s.get("reduce") if stats is not None else None,
+        "scoring_s": steps_s.get("scoring") if stats is not None else None,
     }
 
 

@@ -23,7 +23,16 @@ def spread(values: list[float | None]) -> dict[str, float | None] | None:
     return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
 
 
-TIMINGS = ("prefill_s", "decode_s", "total_s", "step_ms_median", "step_ms_mean", "decode_tok_s")
+TIMINGS = (
+    "prefill_s",
+    "decode_s",
+    "total_s",
+    "step_ms_median",
+    "step_ms_mean",
+    "decode_tok_s",
+    "reduce_s",
+    "scoring_s",
+)
 
 
 @dataclass
@@ -35,6 +44,7 @@ class Results:
     settings: list[Setting]
     weight_bytes: int = 0
     bandwidth: float = 1.0
+    matmul_rate: float | None = None
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -43,7 +53,7 @@ class Results:
         runs = self.runs.get(setting.key)
         if not runs:
             return None
-        out: dict[str, Any] = {name: spread([r[name] for r in runs]) for name in TIMINGS}
+        out: dict[str, Any] = {name: spread([r.get(name) for r in runs]) for name in TIMINGS}
         audio = setting.audio_seconds
         out["rtf"] = spread([r["total_s"] / audio for r in runs])
         peaks = [r["peak_bytes"] for r in runs if r["peak_bytes"] is not None]
@@ -54,6 +64,9 @@ class Results:
         out["kv_mib"] = last["kv_bytes"] / MIB
         out["kv_bytes_per_layer"] = [layer["bytes"] for layer in last["kv_layers"]]
         out["kv_entries_per_layer"] = [layer["entries"] for layer in last["kv_layers"]]
+        # the prefill floor: the decoder's counted FLOPs at the measured matmul rate (encoder, LM head
+        # and softmax left out, so it is a lower bound)
+        out["prefill_floor_s"] = last["flops_reduced"] / self.matmul_rate if self.matmul_rate else None
         floor = step_floor(last, self.weight_bytes, self.bandwidth)
         out.update(floor)
         step = out["step_ms_median"]["median"] if out["step_ms_median"] else None
@@ -112,6 +125,7 @@ class Results:
             **self.meta,
             "decode_weight_bytes": self.weight_bytes,
             "bandwidth_bytes_per_s": self.bandwidth,
+            "matmul_flops_per_s": self.matmul_rate,
             "settings": settings,
         }
 
@@ -141,8 +155,8 @@ def _fmt_spread(s: dict[str, Any] | None, digits: int) -> str:
 
 
 MD_HEADER = (
-    "| setting | prefill s | decode s | tok/s | ratio vs none | prefill vs none | RTF | peak GiB | peak vs none "
-    "| KV MiB | FLOPs red. % | step ms | floor ms | x floor |"
+    "| setting | prefill s | prefill vs none | reduce s | scoring s | prefill floor s | decode s | tok/s "
+    "| ratio vs none | RTF | peak GiB | peak vs none | KV MiB | FLOPs red. % | step ms | floor ms | x floor |"
 )
 
 
@@ -160,6 +174,12 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"{data['decode_weight_bytes'] / 1e9:.2f} GB of weights per step. floor = (weights + KV read per step) / "
         "bandwidth; x floor = step ms / floor ms.",
         "",
+        "reduce s: the reduction steps inside the prefill (choose, merge or evict); scoring s: the attention of "
+        "the reducing layers, which also sums the attention each token received; both included in prefill s. "
+        "prefill floor s: the decoder's counted prefill FLOPs / the measured matmul rate"
+        + (f" ({data['matmul_flops_per_s'] / 1e12:.2f} TFLOP/s)" if data.get("matmul_flops_per_s") else "")
+        + "; a lower bound (the encoder, LM head and softmax are left out).",
+        "",
     ]
     groups: dict[str, list[dict[str, Any]]] = {}
     for s in data["settings"]:
@@ -176,7 +196,8 @@ def render_markdown(data: dict[str, Any]) -> str:
         for s in items:
             if s["summary"] is None:
                 err = s["error"] or "not run yet"
-                lines.append(f"| {s['setting']} | error: {err.splitlines()[0][:120]} |" + " |" * 12)
+                empty = " |" * (MD_HEADER.count("|") - 3)
+                lines.append(f"| {s['setting']} | error: {err.splitlines()[0][:120]} |" + empty)
                 continue
             m, v = s["summary"], s["vs_none"] or {}
             peak_change = v.get("peak_gib_change")
@@ -186,10 +207,13 @@ def render_markdown(data: dict[str, Any]) -> str:
                     [
                         s["setting"],
                         _fmt_spread(m["prefill_s"], 3),
+                        _fmt(v.get("prefill_speedup")),
+                        _fmt(m["reduce_s"]["median"] if m.get("reduce_s") else None, 3),
+                        _fmt(m["scoring_s"]["median"] if m.get("scoring_s") else None, 3),
+                        _fmt(m.get("prefill_floor_s"), 3),
                         _fmt_spread(m["decode_s"], 3),
                         _fmt(m["decode_tok_s"]["median"] if m["decode_tok_s"] else None),
                         _fmt(v.get("decode_tok_s_ratio")),
-                        _fmt(v.get("prefill_speedup")),
                         _fmt(m["rtf"]["median"] if m["rtf"] else None, 4),
                         _fmt(m["peak_gib"]),
                         "-" if peak_change is None else f"{peak_change:+.2f}",

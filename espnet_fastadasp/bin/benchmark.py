@@ -27,11 +27,18 @@ over all settings so that clock or thermal drift hits all of them alike:
   decoding throughput); step ms: the median time between the ends of consecutive forwards,
   which includes the work ``generate`` does between them (logits processing, beam search
   bookkeeping and the cache reorder), i.e. what one new token really costs;
-* prompt modes (``--prompt_modes``): ``hf`` is plain ``generate``; ``once`` and ``shared`` run
+* reduce s / scoring s: the reduction's own steps inside the prefill, timed with CUDA events (no
+  synchronisation inside the prefill): choosing and merging or evicting tokens; and the attention
+  of the reducing layers, which also sums the attention each token received. prefill floor s:
+  the decoder's counted prefill FLOPs / the FLOP/s of a large matmul measured once in the run;
+* prompt modes (``--prompt_modes``): ``hf`` is plain ``generate`` with only the last prompt
+  position through the LM head (:func:`espnet_fastadasp.prefill_last_logits`);
+  ``hf_all_logits`` is plain ``generate`` as transformers runs it (every prompt position through
+  the LM head: the cost users had before); ``once`` and ``shared`` run
   :func:`espnet_fastadasp.hf.shared_prompt.generate_with_shared_prompt`, whose cache drops the
   last prompt token after the prefill and ``generate`` feeds it again: ``new_tokens + 1``
   decoding forwards (step counts one higher; tok/s and step ms are per step as always);
-  every ratio is against ``none`` under ``hf``, what users run today;
+  every ratio is against ``none`` under ``hf``, as our tools run it;
 * RTF: ``generate`` wall time / audio seconds;
 * peak GiB: ``torch.cuda.max_memory_allocated`` during ``generate`` (weights included; null
   on CPU); KV MiB: bytes of the KV cache after generation, summed over layers and rows (per
@@ -82,7 +89,13 @@ from espnet_fastadasp.benchmark.inputs import (
     load_pretrained,
     prompt_spec,
 )
-from espnet_fastadasp.benchmark.measure import Setting, decode_weight_bytes, measure_bandwidth, run_once
+from espnet_fastadasp.benchmark.measure import (
+    Setting,
+    decode_weight_bytes,
+    measure_bandwidth,
+    measure_matmul_rate,
+    run_once,
+)
 from espnet_fastadasp.benchmark.results import Results
 from espnet_fastadasp.core.config import ConfigError, parse_reduction_spec
 from espnet_fastadasp.core.flops import DecoderDims
@@ -128,7 +141,9 @@ def get_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=["hf"],
         choices=PROMPT_MODES,
-        help="hf: plain generate (prompt repeated per beam); once: prefilled once, cache copied per beam; "
+        help="hf: plain generate (prompt repeated per beam), the prefill's LM head on the last position only "
+        "(espnet_fastadasp.prefill_last_logits); hf_all_logits: the same with the LM head on every prompt "
+        "position (transformers' default); once: prefilled once, cache copied per beam; "
         "shared: prefilled once, one cache shared by the beams (espnet_fastadasp.hf.shared_prompt)",
     )
     run.add_argument("--start_layer", type=int, default=2, help="first reducing layer (once: the only one)")
@@ -155,21 +170,38 @@ def make_settings(
     prompt_modes: Sequence[str] = ("hf",),
 ) -> list[Setting]:
     """Every (audio, beams, reduction, prompt mode) combination; specs are parsed once, up front,
-    so a typo fails at once. A mode other than ``hf`` is tagged ``<reduction>+<mode>``."""
+    so a typo fails at once. A mode other than ``hf`` is tagged ``<reduction>+<mode>``; a spec
+    written ``<reduction>+<mode>`` runs in that mode only (``none+hf_all_logits``)."""
     # each item may itself hold several space-separated settings, as recipes write them
     reductions = [spec for item in reductions for spec in item.split()]
-    parsed = [parse_reduction_spec(spec, start_layer=start_layer) for spec in reductions]
-    if len({tag for tag, _ in parsed}) != len(parsed):
-        raise ConfigError(f"duplicate reduction settings in {list(reductions)}")
     bad = [m for m in prompt_modes if m not in PROMPT_MODES]
     if bad or len(set(prompt_modes)) != len(prompt_modes):
         raise ConfigError(f"--prompt_modes: each of {PROMPT_MODES} at most once; got {list(prompt_modes)}")
+    pairs = []  # (spec, the modes it runs in)
+    for spec in reductions:
+        base, _, mode = spec.rpartition("+")
+        if base and mode in PROMPT_MODES:
+            pairs.append((base, (mode,)))
+        else:
+            pairs.append((spec, tuple(prompt_modes)))
+    parsed = [(parse_reduction_spec(spec, start_layer=start_layer), modes) for spec, modes in pairs]
+    tags = [tag if mode == "hf" else f"{tag}+{mode}" for (tag, _), modes in parsed for mode in modes]
+    if len(set(tags)) != len(tags):
+        raise ConfigError(f"duplicate reduction settings in {list(reductions)}")
     return [
         Setting(float(a), int(b), tag if mode == "hf" else f"{tag}+{mode}", cfg, mode)
         for a in audio_seconds
         for b in beams
         for mode in prompt_modes
-        for tag, cfg in parsed
+        for (tag, cfg), modes in parsed
+        if mode in modes
+    ] + [
+        Setting(float(a), int(b), f"{tag}+{mode}", cfg, mode)
+        for a in audio_seconds
+        for b in beams
+        for (tag, cfg), modes in parsed
+        for mode in modes
+        if mode not in prompt_modes
     ]
 
 
@@ -235,6 +267,9 @@ def benchmark(
     bw = measure_bandwidth(device, bandwidth_bytes)
     results.bandwidth = bw["bytes_per_s"]
     results.meta["bandwidth_probe"] = bw
+    mm = measure_matmul_rate(device, dtype, 8192 if device.type == "cuda" else 2048)
+    results.matmul_rate = mm["flops_per_s"]
+    results.meta["matmul_probe"] = mm
     logger.info(
         "device %s: copy bandwidth %.2f TB/s; decoding reads %.2f GB of weights per step (floor %.2f ms + KV)",
         device,

@@ -62,6 +62,9 @@ class ReductionMethod(ABC):
     needs_attention: ClassVar[bool] = False
     #: "hidden": tokens leave the sequence inside the layer; "kv": only the layer's cache shrinks
     acts_on: ClassVar[str] = "hidden"
+    #: whether the method removes exactly ``k`` tokens per row (then every length in a prefill is
+    #: known from the plan before it starts, and the layer loop never waits for the device)
+    exact_counts: ClassVar[bool] = True
 
     @abstractmethod
     def assign(
@@ -71,13 +74,16 @@ class ReductionMethod(ABC):
         audio: torch.Tensor,
         valid: torch.Tensor,
         k: torch.Tensor,
-        seeds: list[int] | None = None,
+        seeds: torch.Tensor | None = None,
+        out_len: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, int]:
         """``(dest, weight, out_len)`` for :func:`.ops.merge_rows` / :func:`.ops.slot_sources`.
 
         keys: (B, T, C) the layer's keys (post-RoPE, heads flattened); scores: (B, T) attention
         received (ones when not ``needs_attention``); audio / valid: (B, T) bool; k: (B,) tokens
-        to remove per row; seeds: one per row, for the random methods (default 0 for every row).
+        to remove per row; seeds: (B,) int64 (or ints), for the random methods (default 0 for every row);
+        out_len: the output length when known (a method with ``exact_counts`` removes exactly
+        ``k``, so the plan knows it), else read from the data.
         """
 
 
@@ -85,16 +91,16 @@ class MergeMethod(ReductionMethod):
     """Merge runs of adjacent audio tokens; each selected edge removes one token."""
 
     @abstractmethod
-    def edges(self, keys: torch.Tensor, audio: torch.Tensor, k: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+    def edges(self, keys: torch.Tensor, audio: torch.Tensor, k: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
         """(B, T-1) bool: the adjacent pairs to merge (edge i joins tokens i and i+1)."""
 
     def weights(self, scores: torch.Tensor) -> torch.Tensor:
         """Each token's weight in its cluster's mean (uniform unless overridden)."""
         return scores.new_ones(scores.shape)
 
-    def assign(self, keys, scores, audio, valid, k, seeds=None):
+    def assign(self, keys, scores, audio, valid, k, seeds=None, out_len=None):
         group = ops.groups_from_edges(self.edges(keys, audio, k, seeds))
-        dest, out_len = ops.assignment_from_groups(group, valid)
+        dest, out_len = ops.assignment_from_groups(group, valid, out_len)
         return dest, self.weights(scores), out_len
 
 
@@ -102,12 +108,12 @@ class EvictMethod(ReductionMethod):
     """Drop audio tokens; the survivors keep their values unchanged."""
 
     @abstractmethod
-    def drop(self, scores: torch.Tensor, audio: torch.Tensor, k: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+    def drop(self, scores: torch.Tensor, audio: torch.Tensor, k: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
         """(B, T) bool: the audio tokens to drop (``k[b]`` per row)."""
 
-    def assign(self, keys, scores, audio, valid, k, seeds=None):
+    def assign(self, keys, scores, audio, valid, k, seeds=None, out_len=None):
         group = ops.singleton_groups(audio)
-        dest, out_len = ops.assignment_from_groups(group, valid & ~self.drop(scores, audio, k, seeds))
+        dest, out_len = ops.assignment_from_groups(group, valid & ~self.drop(scores, audio, k, seeds), out_len)
         return dest, scores.new_ones(scores.shape), out_len
 
 
@@ -147,7 +153,13 @@ class RandomMerge(_AttentionWeighted, MergeMethod):
 
 @register("atome")
 class AToMe(MergeMethod):
-    """A-ToMe: the ``k`` most similar non-overlapping adjacent pairs, plain average."""
+    """A-ToMe: the ``k`` most similar non-overlapping adjacent pairs, plain average.
+
+    The greedy matching may find fewer than ``k`` pairs (a run of n tokens holds at most n / 2),
+    so how many tokens a layer removes depends on the data: ``exact_counts`` is False and each
+    reducing layer reads its output length from the device (one synchronisation per layer)."""
+
+    exact_counts = False
 
     def edges(self, keys, audio, k, seeds):
         return ops.non_overlapping_top_k_edges(ops.adjacent_cosine_similarity(keys, audio), k)
@@ -178,8 +190,8 @@ class H2O(FastV):
     acts_on = "kv"
 
 
-def _row_seeds(seeds: list[int] | None, audio: torch.Tensor) -> list[int]:
-    return list(seeds) if seeds is not None else [0] * audio.shape[0]
+def _row_seeds(seeds: torch.Tensor | list[int] | None, audio: torch.Tensor) -> torch.Tensor | list[int]:
+    return seeds if seeds is not None else [0] * audio.shape[0]
 
 
 def method_names() -> tuple[str, ...]:

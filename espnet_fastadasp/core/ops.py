@@ -18,6 +18,8 @@ simply not carried into the output: the output gets fresh left padding).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -45,20 +47,30 @@ def audio_edges(audio_mask: torch.Tensor) -> torch.Tensor:
     return audio_mask[:, :-1] & audio_mask[:, 1:]
 
 
-def random_scores(candidates: torch.Tensor, seeds: list[int]) -> torch.Tensor:
-    """Uniform noise at the ``candidates`` of each row, ``-inf`` elsewhere; one generator per row.
+def random_scores(candidates: torch.Tensor, seeds: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    """Uniform noise in [0, 1) at the ``candidates`` of each row, ``-inf`` elsewhere.
 
-    A row's noise is drawn for its candidates in order and depends only on its seed and their
-    number, never on the batch's padding or other rows, so a batch of N gives the same random
-    choices as N single runs.
+    candidates: (B, N) bool; seeds: (B,) int64 (or ints), one per row. The ``j``-th candidate of a row
+    (in order) gets a hash of (the row's seed, ``j``), so a row's noise depends only on its seed
+    and the order of its candidates, never on the batch's padding or other rows: a batch of N
+    gives the same random choices as N single runs. A counter-based hash instead of a generator
+    keeps it on the device with no host synchronisation, and equal on every device.
     """
-    out = torch.full(candidates.shape, NEG_INF, dtype=torch.float32)
-    cand = candidates.cpu()
-    for row, seed in enumerate(seeds):
-        gen = torch.Generator(device="cpu").manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
-        n = int(cand[row].sum())
-        out[row, cand[row]] = torch.rand(n, generator=gen)
-    return out.to(candidates.device)
+    rank = candidates.long().cumsum(-1) - 1
+    seed = torch.as_tensor(seeds, dtype=torch.long, device=candidates.device)
+    row = _mix32((seed ^ (seed >> 32)) & _MASK32)[:, None]
+    noise = (_mix32((row + rank * 0x9E3779B1) & _MASK32) >> 8).float() / float(1 << 24)
+    return noise.masked_fill(~candidates, NEG_INF)
+
+
+_MASK32 = 0xFFFF_FFFF
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer finaliser (xor-shift-multiply) on int64 values below 2**32: no overflow."""
+    x = ((x >> 16) ^ x) * 0x45D9F3B & _MASK32
+    x = ((x >> 16) ^ x) * 0x45D9F3B & _MASK32
+    return (x >> 16) ^ x
 
 
 # --------------------------------------------------------------------------- selection
@@ -128,17 +140,22 @@ def singleton_groups(mask: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- assignment
 
 
-def assignment_from_groups(group: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, int]:
+def assignment_from_groups(
+    group: torch.Tensor, keep: torch.Tensor, out_len: int | None = None
+) -> tuple[torch.Tensor, int]:
     """Output slot of every token, left-aligned per row.
 
     group: (B, T) long, non-decreasing group ids (contiguous groups).
     keep: (B, T) bool, False for tokens that leave without a trace (dropped or padding).
-    Returns ``dest`` (B, T) long (``-1`` where not kept) and the output length (the longest row).
+    out_len: the output length (the longest row) when the caller knows it, as a reduction plan
+    does; None reads it from the data, which synchronises with the device.
+    Returns ``dest`` (B, T) long (``-1`` where not kept) and the output length.
     """
     # a group survives if any member is kept; its first kept member represents it
     rep = keep & ~_earlier_kept_in_group(group, keep)
     count = rep.sum(-1)
-    out_len = int(count.max()) if count.numel() else 0
+    if out_len is None:
+        out_len = int(count.max()) if count.numel() else 0
     slot = rep.long().cumsum(-1) - 1 + (out_len - count)[:, None]
     return torch.where(keep, slot, torch.full_like(slot, -1)), out_len
 

@@ -174,7 +174,7 @@ class Speech2Text:
 
         enc = batch.enc
         self.timer.reset()
-        with torch.no_grad(), fa.apply(self.model, reduction) as handle:
+        with torch.no_grad(), fa.apply(self.model, reduction) as handle, fa.prefill_last_logits(self.model):
             # errors about a row (an unreachable target) name the utterance; plain generate
             # prefills one row per beam, the shared prompt one per utterance
             per_key = 1 if self.share_prompt else self.generate_kwargs["num_beams"]

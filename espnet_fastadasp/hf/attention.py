@@ -1,15 +1,22 @@
-"""How much attention each token received, without giving up the fast attention kernel.
+"""How much attention each token received, at about the cost of the attention itself.
 
 FastAdaSP weights a merged cluster by the attention its members received in that layer, and
-FastV / H2O evict the tokens that received the least. Fused kernels (SDPA, flash) never
-materialise the attention matrix, so at a *reducing* layer we recompute the column sums of the
-softmax from the layer's own queries and keys, chunked over query rows so memory stays bounded
-(``B * heads * chunk * keys`` floats at a time). All other layers keep the kernel untouched.
+FastV / H2O evict the tokens that received the least: the column sums of the softmax over all
+query rows and heads. Fused kernels (SDPA, flash) never expose the softmax, and materialising
+it for the whole sequence costs heads x length^2 floats per layer. So at a *reducing* layer the
+attention module is pointed at our own attention function (registered with transformers' public
+``AttentionInterface``), which computes the attention output and the column sums in one pass
+over blocks of query rows (:func:`attention_with_received`): memory is bounded by a block,
+whatever the length, and each score is computed once. On CPU, an unpadded prefill gets the sums
+from a second pass of PyTorch's fused CPU attention over the transposed problem
+(:func:`attention_with_received_lse`), cheaper still. On CUDA with Triton the model's own fused
+kernel computes the output and two tiled kernels the sums (:mod:`.triton_received`), so the
+scores are never written to memory. All other layers keep the model's kernel.
 
-The queries and keys are taken where the model hands them to its attention function (after
-RoPE, exactly what the kernel sees): a reducing layer's attention module is pointed at a thin
-recording function, registered with transformers' public ``AttentionInterface``, which calls the
-model's own implementation and keeps references to ``query`` and ``key``.
+The queries and keys are those the model hands to its attention function (after RoPE, exactly
+what the kernel sees). Where the fused pass does not apply (dropout, sliding windows, soft-capping,
+a cache that already held entries), the model's own function runs and the sums are computed
+after it from the same queries and keys (:func:`attention_received`).
 
 :class:`AttentionSwap` is the one mechanism for pointing attention modules at one of our
 registered functions and back; the per-module state such a function needs (a recorder, a
@@ -21,12 +28,13 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from espnet_fastadasp.hf import triton_received
 from espnet_fastadasp.hf.compat import (
     AttentionInterface,
     eager_attention_function,
@@ -37,7 +45,45 @@ from espnet_fastadasp.hf.masks import allowed_keys
 
 RECORDING_IMPLEMENTATION = "fastadasp_record"
 SUPPORTED_IMPLEMENTATIONS = ("sdpa", "eager")
-MAX_CHUNK_BYTES = 256 * 2**20
+#: the float32 scores of one block of query rows stay under this (a few temporaries of that size
+#: live at once); small enough for the CPU's caches to matter, large enough for big matmuls
+BLOCK_BYTES = 64 * 2**20
+
+
+def block_rows(batch: int, heads: int, keys: int, max_rows: int, budget: int = BLOCK_BYTES) -> int:
+    """Query rows per block so that a block's ``batch x heads x rows x keys`` float32 scores fit ``budget``."""
+    return max(1, min(max_rows, budget // max(1, batch * heads * keys * 4)))
+
+
+def _grouped(query: torch.Tensor, key: torch.Tensor, scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, Hkv, G, Q, D) scaled queries and (B, Hkv, 1, K, D) keys: GQA without copying the keys."""
+    B, Hq, Q, D = query.shape
+    Hkv = key.shape[1]
+    return (query * scaling).reshape(B, Hkv, Hq // Hkv, Q, D), key.unsqueeze(2)
+
+
+def _block_probabilities(
+    q: torch.Tensor, k: torch.Tensor, key_valid: torch.Tensor, start: int, stop: int, offset: int
+) -> torch.Tensor:
+    """float32 softmax of query rows ``start:stop`` over the keys they may see: (B, Hkv, G, rows, stop + offset).
+
+    Keys after the block's last row are causally masked for every row of the block, so they are
+    not computed at all (that halves the work of a causal prefill)."""
+    end = stop + offset
+    logits = torch.matmul(q[:, :, :, start:stop], k[:, :, :, :end].transpose(-1, -2)).float()
+    allowed = allowed_keys(key_valid[:, :end], torch.arange(start, stop, device=q.device) + offset)
+    # masked_fill, not an additive bias: a masked key holding NaN must not reach the softmax
+    logits.masked_fill_(~allowed[:, None, None], float("-inf"))
+    return torch.softmax(logits, dim=-1)
+
+
+def _add_column_sums(out: torch.Tensor, probs: torch.Tensor, query_valid: torch.Tensor | None, start: int) -> None:
+    """``out[:, :keys] += probs`` summed over heads and the (valid) query rows of the block."""
+    per_row = probs.sum(dim=(1, 2))  # (B, rows, keys): heads first, the tensor shrinks H-fold
+    if query_valid is not None:  # where, not a product: a padding row may hold NaN
+        rows = per_row.shape[1]
+        per_row = torch.where(query_valid[:, start : start + rows, None], per_row, torch.zeros((), device=out.device))
+    out[:, : per_row.shape[-1]] += per_row.sum(1)
 
 
 def attention_received(
@@ -55,50 +101,170 @@ def attention_received(
     bool (False = padding, never attended); query_valid: (B, Q) bool, padding query rows are
     left out of the sums. Returns (B, K) float32.
 
-    The softmax is computed in float32 per chunk of at most ``chunk_size`` query rows (fewer
-    when the chunk's scores would pass 256 MiB), as eager attention does, so the result equals
-    eager attention's column sums within float tolerance. Memory is bounded whatever the length.
+    The softmax is computed in float32 per block of at most ``chunk_size`` query rows (fewer
+    when a block's scores would pass :data:`BLOCK_BYTES`), as eager attention does, so the result
+    equals eager attention's column sums within float tolerance, with memory bounded whatever
+    the length. Use it where the layer's attention ran elsewhere;
+    :func:`attention_with_received` gets the same sums from the attention pass itself.
     """
-    B, Hq, Q, D = query.shape
-    Hkv, K = key.shape[1], key.shape[2]
-    groups = Hq // Hkv
-    q = query.reshape(B, Hkv, groups, Q, D)
-    k = key.unsqueeze(2)  # (B, Hkv, 1, K, D)
+    B, Hq, Q, _ = query.shape
+    K = key.shape[2]
+    q, k = _grouped(query, key, scaling)
     out = torch.zeros(B, K, dtype=torch.float32, device=query.device)
-    offset = K - Q
-    # cap each chunk's float32 score matrix at ~256 MiB (a few temporaries of that size live at once)
-    rows = max(1, min(chunk_size, MAX_CHUNK_BYTES // max(1, B * Hq * K * 4)))
+    rows = block_rows(B, Hq, K, chunk_size)
     for start in range(0, Q, rows):
         stop = min(Q, start + rows)
-        logits = torch.matmul(q[:, :, :, start:stop], k.transpose(-1, -2)).float() * scaling
-        allowed = allowed_keys(key_valid, torch.arange(start, stop, device=query.device) + offset)  # (B, q, K)
-        logits = logits.masked_fill(~allowed[:, None, None], float("-inf"))
-        probs = torch.softmax(logits, dim=-1)  # (B, Hkv, G, q, K)
-        if query_valid is not None:  # where, not a product: a padding row may hold NaN
-            probs = torch.where(
-                query_valid[:, None, None, start:stop, None], probs, torch.zeros((), device=probs.device)
-            )
-        out += probs.sum(dim=(1, 2, 3))
+        _add_column_sums(out, _block_probabilities(q, k, key_valid, start, stop, K - Q), query_valid, start)
     return out
 
 
+def attention_with_received(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_valid: torch.Tensor,
+    query_valid: torch.Tensor | None,
+    scaling: float,
+    chunk_size: int = 1024,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal attention and the attention each key received, from one blocked pass.
+
+    Why: a reducing layer needs the column sums of its softmax, which fused kernels never
+    expose; recomputing them costs a second pass over the scores. Here each block of query rows
+    computes its probabilities once, multiplies them into the values and adds them to the sums.
+
+    Shapes as :func:`attention_received`, plus value (B, Hkv, K, D). The mask is the one rule of
+    :func:`~espnet_fastadasp.hf.masks.allowed_keys` (causal, valid keys, a query always sees
+    itself). Returns the attention output (B, Q, Hq, D) in the query's dtype, laid out as
+    transformers' attention functions return it (a padding query row gets zeros: masked values
+    are zeroed, and nothing reads a padding row), and the (B, K) float32 sums.
+    """
+    B, Hq, Q, D = query.shape
+    Hkv, K = key.shape[1], key.shape[2]
+    q, k = _grouped(query, key, scaling)
+    # a masked value holding NaN would turn its zero probability into NaN in the product
+    v = value.masked_fill(~key_valid[:, None, :, None], 0).unsqueeze(2)
+    out = torch.empty(B, Hkv, Hq // Hkv, Q, D, dtype=query.dtype, device=query.device)
+    received = torch.zeros(B, K, dtype=torch.float32, device=query.device)
+    rows = block_rows(B, Hq, K, chunk_size)
+    for start in range(0, Q, rows):
+        stop = min(Q, start + rows)
+        probs = _block_probabilities(q, k, key_valid, start, stop, K - Q)
+        out[:, :, :, start:stop] = torch.matmul(probs.to(v.dtype), v[:, :, :, : probs.shape[-1]])
+        _add_column_sums(received, probs, query_valid, start)
+    return out.reshape(B, Hq, Q, D).transpose(1, 2), received
+
+
+def _cpu_flash_with_lse() -> Callable[..., Any] | None:
+    """PyTorch's CPU flash attention, which also returns each row's log-sum-exp (None if absent)."""
+    return getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
+def lse_path_usable(query: torch.Tensor, key: torch.Tensor) -> bool:
+    """Whether :func:`attention_with_received_lse` can run: CPU, a prefill (as many queries as
+    keys), float32 (the transposed pass carries the weights in the inputs' dtype)."""
+    return (
+        query.device.type == "cpu"
+        and query.dtype == torch.float32
+        and query.shape[2] == key.shape[2]
+        and _cpu_flash_with_lse() is not None
+    )
+
+
+def attention_with_received_lse(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal attention and the attention each key received, for an unpadded prefill, from two
+    passes of PyTorch's fused CPU attention (each score is recomputed once, never stored).
+
+    Why: the sum for key j is ``sum_i exp(s_ij - lse_i)`` over the rows i >= j. The first pass
+    is the layer's own attention, which also returns every row's log-sum-exp ``lse_i``. Append
+    ``-lse_i`` to each (scaled) query and ``1`` to each key: their dot product is
+    ``s_ij - lse_i``, so an attention of the keys over the queries has, as its own log-sum-exp,
+    ``log sum_i exp(s_ij - lse_i)``: the log of the sum we want, computed by the kernel's stable
+    online max (no weight can overflow). Reversing both sequences turns "rows after j" into the
+    kernel's causal "keys before"; the second pass's output is not needed (its values are zero).
+
+    Shapes as :func:`attention_with_received` with Q == K and no padding (every key and query
+    valid); GQA keys are expanded for the kernel. Returns the output (B, Q, Hq, D) and (B, K) float32.
+    """
+    flash = _cpu_flash_with_lse()
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    out, lse = flash(query, key, value, 0.0, True, scale=scaling)
+    queries = torch.cat([query * scaling, -lse.unsqueeze(-1).to(query.dtype)], dim=-1)
+    keys = torch.cat([key, torch.ones_like(key[..., :1])], dim=-1)
+    _, lse2 = flash(keys.flip(2), queries.flip(2), torch.zeros_like(keys), 0.0, True, scale=1.0)
+    return out.transpose(1, 2), torch.exp(lse2.float()).sum(1).flip(-1)
+
+
 @dataclass
-class AttentionRecorder:
-    """Attached to a reducing layer's attention module: remembers its last query and key."""
+class ReducingAttention:
+    """The state of a reducing layer's attention function, for one layer.
+
+    The layer arms it around its attention call (:meth:`armed_for`); armed, the function keeps
+    the layer's keys (merging compares them) and, when ``key_valid`` is given (the method reads
+    attention), the attention each key received: on CUDA with Triton from the tiled kernels after
+    the model's own function; on CPU without padding from two passes of the fused CPU kernel
+    (:func:`attention_with_received_lse`); elsewhere from one blocked pass that also gives the
+    output (:func:`attention_with_received`), or after the model's own function where that pass
+    does not apply. Measured on CPU (benchmarks/README.md): the two fused passes cost about 2x the
+    model's causal SDPA, the blocked pass about 3.5x.
+    """
 
     base: Callable[..., Any]
+    chunk_size: int = 1024
     armed: bool = False
-    query: torch.Tensor | None = None
+    key_valid: torch.Tensor | None = None
+    padded: bool = True
     key: torch.Tensor | None = None
-    scaling: float = 1.0
-    _saved: dict[str, Any] = field(default_factory=dict)
+    received: torch.Tensor | None = None
 
-    def take(self) -> tuple[torch.Tensor, torch.Tensor, float]:
-        if self.query is None or self.key is None:
+    @contextlib.contextmanager
+    def armed_for(self, key_valid: torch.Tensor | None, padded: bool = True) -> Iterator[None]:
+        """Record the next call; ``key_valid`` (B, T): the layer's valid tokens, or None if no
+        scores are needed; ``padded``: whether any of them is False (known to the caller's plan,
+        so it is not read from the device)."""
+        self.armed, self.key_valid, self.padded, self.key, self.received = True, key_valid, padded, None, None
+        try:
+            yield
+        finally:
+            self.armed, self.key_valid = False, None
+
+    def take(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The recorded keys (B, Hkv, K, D) and attention received (B, T) or None; forgets them."""
+        if self.key is None:
             raise RuntimeError("the attention function of a reducing layer was not called; unsupported model")
-        q, k = self.query, self.key
-        self.query = self.key = None
-        return q, k, self.scaling
+        out = (self.key, self.received)
+        self.key = self.received = None
+        return out
+
+    def __call__(self, module: nn.Module, query, key, value, attention_mask, **kwargs: Any) -> Any:
+        if not self.armed:
+            return self.base(module, query, key, value, attention_mask, **kwargs)
+        self.key = key
+        valid = self.key_valid
+        if valid is None:
+            return self.base(module, query, key, value, attention_mask, **kwargs)
+        scaling = kwargs.get("scaling") or getattr(module, "scaling", query.shape[-1] ** -0.5)
+        plain = not kwargs.get("dropout") and kwargs.get("sliding_window") is None and not kwargs.get("softcap")
+        T = valid.shape[1]
+        q, k = query[:, :, -T:], key[:, :, -T:]
+        if triton_received.usable(query):
+            # the model's fused kernel for the output, two tiled passes for the sums (scores never stored)
+            out = self.base(module, query, key, value, attention_mask, **kwargs)
+            self.received = triton_received.attention_received(q, k, valid, valid, scaling)
+            return out
+        if plain and key.shape[2] == T == query.shape[2]:
+            if not self.padded and lse_path_usable(query, key):
+                out, self.received = attention_with_received_lse(query, key, value, scaling)
+            else:
+                out, self.received = attention_with_received(query, key, value, valid, valid, scaling, self.chunk_size)
+            return out, None
+        out = self.base(module, query, key, value, attention_mask, **kwargs)
+        self.received = attention_received(q, k, valid, valid, scaling, self.chunk_size)
+        return out
 
 
 def _recording_attention(
@@ -109,12 +275,8 @@ def _recording_attention(
     attention_mask: Any,
     **kwargs: Any,
 ) -> Any:
-    recorder: AttentionRecorder = AttentionSwap.state_of(RECORDING_IMPLEMENTATION, module)
-    out = recorder.base(module, query, key, value, attention_mask, **kwargs)
-    if recorder.armed:
-        recorder.query, recorder.key = query, key
-        recorder.scaling = kwargs.get("scaling") or getattr(module, "scaling", query.shape[-1] ** -0.5)
-    return out
+    state: ReducingAttention = AttentionSwap.state_of(RECORDING_IMPLEMENTATION, module)
+    return state(module, query, key, value, attention_mask, **kwargs)
 
 
 AttentionInterface.register(RECORDING_IMPLEMENTATION, _recording_attention)

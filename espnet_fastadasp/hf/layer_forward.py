@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from espnet_fastadasp.hf.attention import AttentionRecorder
+from espnet_fastadasp.hf.attention import ReducingAttention
 from espnet_fastadasp.hf.compat import cache_from_kwargs
 from espnet_fastadasp.hf.parts import UnsupportedModelError
 from espnet_fastadasp.hf.prefill import evict_kv, reduce_hidden
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 class ReducingLayer:
     """Installs the reducing ``forward`` on one decoder layer (``install`` returns the undo)."""
 
-    def __init__(self, handle: ReductionHandle, idx: int, recorder: AttentionRecorder) -> None:
-        self.handle, self.idx, self.recorder = handle, idx, recorder
+    def __init__(self, handle: ReductionHandle, idx: int, attention: ReducingAttention) -> None:
+        self.handle, self.idx, self.attention = handle, idx, attention
 
     def install(self, layer: nn.Module) -> Callable[[], None]:
         original = layer.forward
@@ -44,41 +44,33 @@ class ReducingLayer:
         layer.forward = types.MethodType(forward, layer)
         return lambda: layer.__dict__.pop("forward", None)
 
-    def _recorded(self, call: Callable[[], torch.Tensor]) -> torch.Tensor:
-        self.recorder.armed = True
-        try:
-            return call()
-        finally:
-            self.recorder.armed = False
+    def _recorded(self, call: Callable[[], Any]) -> tuple[Any, torch.Tensor, torch.Tensor | None]:
+        """``call()``'s result, with the keys and attention received its attention recorded."""
+        layout = self.handle.layout
+        valid = layout.valid if self.handle.method.needs_attention else None
+        with self.handle.timer.step("scoring"), self.attention.armed_for(valid, layout.padded):
+            out = call()
+        return (out, *self.attention.take())
 
     def _reducing(self, layer: nn.Module, original: Callable, hidden: torch.Tensor, args: tuple, kwargs: dict) -> Any:
         if args:
             raise UnsupportedModelError(
                 f"{type(layer).__name__} was called with positional arguments; reducing layers need keywords"
             )
-        h = self._recorded(lambda: hidden + layer.self_attn(hidden_states=layer.input_layernorm(hidden), **kwargs)[0])
-        query, key, scaling = self.recorder.take()
-        handle = self.handle
-        h = reduce_hidden(
-            handle.layout, handle.method, self.idx, h, query, key, scaling, handle.config.attention_chunk_size
+        h, key, received = self._recorded(
+            lambda: hidden + layer.self_attn(hidden_states=layer.input_layernorm(hidden), **kwargs)[0]
         )
+        handle = self.handle
+        with handle.timer.step("reduce"):
+            h = reduce_hidden(handle.layout, handle.method, self.idx, h, key, received)
         return h + layer.mlp(layer.post_attention_layernorm(h))
 
     def _evicting(self, layer: nn.Module, original: Callable, hidden: torch.Tensor, args: tuple, kwargs: dict) -> Any:
         cache = cache_from_kwargs(kwargs)
         if cache is None:
             return original(hidden, *args, **kwargs)
-        out = self._recorded(lambda: original(hidden, *args, **kwargs))
-        query, key, scaling = self.recorder.take()
+        out, _, received = self._recorded(lambda: original(hidden, *args, **kwargs))
         handle = self.handle
-        evict_kv(
-            handle.layout,
-            handle.method,
-            self.idx,
-            cache.layers[self.idx],
-            query,
-            key,
-            scaling,
-            handle.config.attention_chunk_size,
-        )
+        with handle.timer.step("reduce"):
+            evict_kv(handle.layout, handle.method, self.idx, cache.layers[self.idx], received)
         return out

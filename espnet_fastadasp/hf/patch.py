@@ -10,7 +10,11 @@ What is installed, and nothing else (``handle.remove()`` undoes all of it):
 * a pre-hook on every decoder layer: hands it the layout's mask and positions during a
   prefill, and its cache layer's own mask while decoding;
 * at reducing layers, the layer ``forward`` of :mod:`.layer_forward` and, through
-  :class:`~espnet_fastadasp.hf.attention.AttentionSwap`, the recording attention function.
+  :class:`~espnet_fastadasp.hf.attention.AttentionSwap`, our attention function, which also
+  sums the attention each token received (:class:`~espnet_fastadasp.hf.attention.ReducingAttention`).
+
+A prefill never waits for the device between its layers: every length is planned before layer 0
+(see :class:`~espnet_fastadasp.hf.prefill.PrefillLayout`).
 
 While a reducing decoder runs, cuDNN attention is off (see
 :func:`~espnet_fastadasp.hf.attention.cudnn_attention_disabled`).
@@ -33,8 +37,8 @@ from espnet_fastadasp.core.stats import PrefillStats
 from espnet_fastadasp.hf.attention import (
     RECORDING_IMPLEMENTATION,
     SUPPORTED_IMPLEMENTATIONS,
-    AttentionRecorder,
     AttentionSwap,
+    ReducingAttention,
     base_attention_function,
     cudnn_attention_disabled,
 )
@@ -49,6 +53,7 @@ from espnet_fastadasp.hf.compat import (
 from espnet_fastadasp.hf.layer_forward import ReducingLayer
 from espnet_fastadasp.hf.parts import SpeechLMParts, UnsupportedModelError, speech_lm_parts
 from espnet_fastadasp.hf.prefill import PrefillLayout, prefill_stats, reducing_layers, start_layout
+from espnet_fastadasp.hf.step_timer import StepTimer
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +72,8 @@ class ReductionHandle:
         #: names of the next prefills' batch rows for error messages (utterance keys), set by callers
         self.row_names: list[str] | None = None
         self.layout: PrefillLayout | None = None  # set while a prefill runs
+        #: times the reduction steps when enabled (``handle.timer.enable(device)``; the benchmark does)
+        self.timer = StepTimer()
         self._inputs: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
         self._hooks: list[Any] = []
         self._undo: list[Any] = []
@@ -85,12 +92,15 @@ class ReductionHandle:
             layer.register_forward_pre_hook(self._layer_hook(idx), with_kwargs=True)
             for idx, layer in enumerate(self.parts.layers)
         ]
-        recorders = {}
+        states = {}
         for idx in self.reducing_layers:
             attn = self.parts.layers[idx].self_attn
-            recorders[attn] = AttentionRecorder(base=base_attention_function(attn, self.parts.attn_implementation))
-            self._undo.append(ReducingLayer(self, idx, recorders[attn]).install(self.parts.layers[idx]))
-        self._undo.append(AttentionSwap(RECORDING_IMPLEMENTATION, recorders).restore)
+            states[attn] = ReducingAttention(
+                base=base_attention_function(attn, self.parts.attn_implementation),
+                chunk_size=self.config.attention_chunk_size,
+            )
+            self._undo.append(ReducingLayer(self, idx, states[attn]).install(self.parts.layers[idx]))
+        self._undo.append(AttentionSwap(RECORDING_IMPLEMENTATION, states).restore)
 
     def remove(self) -> None:
         """Restore the model exactly as it was (hooks, forwards, attention configs)."""

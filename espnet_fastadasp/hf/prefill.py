@@ -32,30 +32,36 @@ from espnet_fastadasp.core.flops import (
 from espnet_fastadasp.core.methods import ReductionMethod
 from espnet_fastadasp.core.ops import gather_slots, merge_rows, slot_sources
 from espnet_fastadasp.core.stats import PrefillStats, RowStats
-from espnet_fastadasp.hf.attention import attention_received
 from espnet_fastadasp.hf.masks import attention_mask_for
 from espnet_fastadasp.hf.parts import SpeechLMParts, UnsupportedModelError, audio_runs
 
 
 @dataclass
 class PrefillLayout:
-    """The layout of the sequence while one prefill runs through the layers."""
+    """The layout of the sequence while one prefill runs through the layers.
+
+    Every length the layers will see is fixed by the plans before layer 0 runs (a method with
+    ``exact_counts`` removes exactly what its plan says), and so are the random methods' seeds:
+    nothing in the layer loop waits for the device. What each layer held is kept as the masks
+    themselves and counted only when the prefill has ended (:func:`prefill_stats`).
+    """
 
     plans: list[RowPlan]
     removals: torch.Tensor  # (B, L) long: tokens leaving the hidden states inside layer l
     evictions: torch.Tensor  # (B, L) long: entries removed from layer l's cache after its attention
+    lengths: list[int]  # per layer: the longest row after that layer's step (hidden states or cache)
+    padded_after: list[bool]  # per layer: whether some row is shorter than the longest after its step
+    seeds: torch.Tensor  # (L, B) int64: the random methods' seed of each row at each layer
     active: frozenset[int]  # layers where some row removes or evicts something
     audio: torch.Tensor  # (B, T) bool, the current layout
     valid: torch.Tensor  # (B, T) bool
-    row_seeds: list[int]
-    counts: tuple[list[int], list[int]]  # audio and total tokens per row in the current layout
     position_embeddings: Any = None
     position_ids: torch.Tensor | None = None
     shortened: bool = False
+    padded: bool = True  # whether the current layout has padding (from the plans; True where unknown)
     kv_valid: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> its cache's valid entries
     evicted: set[int] = field(default_factory=set)  # layers whose cache a KV method shrank
-    audio_in: list[list[int]] = field(default_factory=list)  # per layer, per row
-    total_in: list[list[int]] = field(default_factory=list)
+    entered: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # per layer: (audio, valid)
     _mask: tuple[int, Any] | None = None
 
     @classmethod
@@ -72,31 +78,33 @@ class PrefillLayout:
         methods' layer l would no longer hold (the removals of the layers before it), so its
         caches match theirs in size."""
         per_layer = [list(p.removals) for p in plans]
+        num_layers = len(per_layer[0]) if per_layer else 0
         zeros = [[0] * len(r) for r in per_layer]
         if acts_on == "kv":
             removals, evictions = zeros, [[sum(r[:layer]) for layer in range(len(r))] for r in per_layer]
+            kept = [list(p.total_in) for p in plans]  # a cache keeps what the hidden methods' layer holds
         else:
             removals, evictions = per_layer, zeros
+            kept = [[n - k for n, k in zip(p.total_in, p.removals)] for p in plans]
         active = frozenset(
-            layer
-            for layer in range(len(per_layer[0]) if per_layer else 0)
-            if any(r[layer] for r in removals) or any(e[layer] for e in evictions)
+            layer for layer in range(num_layers) if any(r[layer] for r in removals) or any(e[layer] for e in evictions)
         )
-        counts = ([p.audio_in[0] for p in plans], [p.total_in[0] for p in plans])
+        lengths = [max(row[layer] for row in kept) for layer in range(num_layers)] if kept else []
+        row_seeds = [hash((seed, p.audio_in[0], p.total_in[0])) for p in plans]
+        seeds = [[_int64(hash((s, layer))) for s in row_seeds] for layer in range(num_layers)]
         device = valid.device
         return cls(
             plans=plans,
             removals=torch.tensor(removals, dtype=torch.long, device=device),
             evictions=torch.tensor(evictions, dtype=torch.long, device=device),
+            lengths=lengths,
+            padded_after=[any(row[layer] != lengths[layer] for row in kept) for layer in range(num_layers)],
+            seeds=torch.tensor(seeds, dtype=torch.long, device=device).reshape(num_layers, len(plans)),
             active=active,
             audio=audio,
             valid=valid,
-            row_seeds=[hash((seed, a, n)) for a, n in zip(*counts)],
-            counts=counts,
+            padded=any(p.total_in[0] != valid.shape[1] for p in plans),
         )
-
-    def layer_seeds(self, idx: int) -> list[int]:
-        return [hash((s, idx)) for s in self.row_seeds]
 
     def enter_layer(self, idx: int, kwargs: dict[str, Any], implementation: str, dtype: torch.dtype) -> bool:
         """Record what enters layer ``idx``; once shortened, give it the layout's mask, rotary
@@ -104,29 +112,42 @@ class PrefillLayout:
         if self.position_embeddings is None:
             self.position_embeddings = kwargs.get("position_embeddings")
             self.position_ids = kwargs.get("position_ids")
-        self.audio_in.append(self.counts[0])
-        self.total_in.append(self.counts[1])
+        self.entered.append((self.audio, self.valid))
         if not self.shortened:
             return False
-        version = id(self.valid)
-        if self._mask is None or self._mask[0] != version:
-            self._mask = (version, attention_mask_for(self.valid, self.valid.shape[1], implementation, dtype))
-        kwargs["attention_mask"] = self._mask[1]
+        if implementation == "sdpa" and not self.padded:
+            # no padding: SDPA's causal kernel (is_causal, no mask) skips the masked half of the scores
+            kwargs["attention_mask"] = None
+        else:
+            version = id(self.valid)
+            if self._mask is None or self._mask[0] != version:
+                self._mask = (version, attention_mask_for(self.valid, self.valid.shape[1], implementation, dtype))
+            kwargs["attention_mask"] = self._mask[1]
         kwargs["position_embeddings"] = self.position_embeddings
         if self.position_ids is not None:
             kwargs["position_ids"] = self.position_ids
         self.kv_valid[idx] = self.valid
         return True
 
-    def shorten(self, src: torch.Tensor) -> None:
-        """The sequence now holds, in each slot, the token that was at ``src`` (-1: padding)."""
+    def out_length(self, method: ReductionMethod, idx: int) -> int | None:
+        """The length after layer ``idx``'s step, if the plan fixes it (None: read it from the data)."""
+        return self.lengths[idx] if method.exact_counts else None
+
+    def shorten(self, src: torch.Tensor, padded: bool = True) -> None:
+        """The sequence now holds, in each slot, the token that was at ``src`` (-1: padding);
+        ``padded``: whether some slot is padding (known from the plan; True when unknown)."""
+        self.padded = padded
         self.audio = gather_slots(self.audio, src, fill=False)
         self.valid = src >= 0
-        self.counts = (self.audio.sum(-1).tolist(), self.valid.sum(-1).tolist())
         self.position_embeddings = _gather_position_embeddings(self.position_embeddings, src)
         if self.position_ids is not None:
             self.position_ids = gather_slots(self.position_ids.expand(src.shape[0], -1), src, fill=0)
         self.shortened = True
+
+
+def _int64(value: int) -> int:
+    """A Python hash as a non-negative int64 (what a seed tensor holds)."""
+    return value & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def reducing_layers(config: ReductionConfig, method: ReductionMethod | None, num_layers: int) -> list[int]:
@@ -174,12 +195,23 @@ def start_layout(
     return PrefillLayout.start(audio, valid, plans, acts_on, config.seed)
 
 
-def _scores(
-    method: ReductionMethod, layout: PrefillLayout, query: torch.Tensor, key: torch.Tensor, scaling: float, chunk: int
-) -> torch.Tensor:
-    if not method.needs_attention:
-        return torch.ones(layout.valid.shape, dtype=torch.float32, device=layout.valid.device)
-    return attention_received(query, key, layout.valid, layout.valid, scaling, chunk)
+def _assign(
+    layout: PrefillLayout,
+    method: ReductionMethod,
+    idx: int,
+    keys_flat: torch.Tensor | None,
+    received: torch.Tensor | None,
+    k: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The method's assignment at layer ``idx`` for the current layout, removing ``k`` per row.
+
+    received: the attention each token received, or None (then ones) for a method that does not
+    read it; the seeds and the output length come from the plan."""
+    if received is None:
+        received = torch.ones(layout.valid.shape, dtype=torch.float32, device=layout.valid.device)
+    return method.assign(
+        keys_flat, received, layout.audio, layout.valid, k, layout.seeds[idx], layout.out_length(method, idx)
+    )
 
 
 def reduce_hidden(
@@ -187,33 +219,24 @@ def reduce_hidden(
     method: ReductionMethod,
     idx: int,
     hidden: torch.Tensor,
-    query: torch.Tensor,
     key: torch.Tensor,
-    scaling: float,
-    chunk: int,
+    received: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Shorten ``hidden`` (B, T, C) at layer ``idx`` (after attention + residual), updating ``layout``."""
+    """Shorten ``hidden`` (B, T, C) at layer ``idx`` (after attention + residual), updating ``layout``.
+
+    key: the layer's keys (B, Hkv, K, D); received: the attention each token received (B, T),
+    or None where the method does not read it."""
     T = hidden.shape[1]
     key = key[:, :, -T:]
-    scores = _scores(method, layout, query, key, scaling, chunk)
     keys_flat = key.transpose(1, 2).reshape(key.shape[0], T, -1)
-    dest, weight, out_len = method.assign(
-        keys_flat, scores, layout.audio, layout.valid, layout.removals[:, idx], layout.layer_seeds(idx)
-    )
+    dest, weight, out_len = _assign(layout, method, idx, keys_flat, received, layout.removals[:, idx])
     merged = merge_rows(hidden, dest, weight, out_len)
-    layout.shorten(slot_sources(dest, out_len))
+    layout.shorten(slot_sources(dest, out_len), padded=not method.exact_counts or layout.padded_after[idx])
     return merged
 
 
 def evict_kv(
-    layout: PrefillLayout,
-    method: ReductionMethod,
-    idx: int,
-    layer_cache: Any,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    scaling: float,
-    chunk: int,
+    layout: PrefillLayout, method: ReductionMethod, idx: int, layer_cache: Any, received: torch.Tensor | None
 ) -> None:
     """Remove the chosen audio entries from layer ``idx``'s cache (really removed, not masked)."""
     keys, values = getattr(layer_cache, "keys", None), getattr(layer_cache, "values", None)
@@ -222,10 +245,9 @@ def evict_kv(
             f"{type(layer_cache).__name__}: KV eviction needs a transformers DynamicCache layer (keys, values)"
         )
     T = layout.valid.shape[1]
-    scores = _scores(method, layout, query, key[:, :, -T:], scaling, chunk)
-    dest, _, out_len = method.assign(
-        None, scores, layout.audio, layout.valid, layout.evictions[:, idx], layout.layer_seeds(idx)
-    )
+    if keys.shape[2] != T:
+        raise UnsupportedModelError(f"layer {idx}'s cache holds {keys.shape[2]} entries after a prefill of {T}")
+    dest, _, out_len = _assign(layout, method, idx, None, received, layout.evictions[:, idx])
     src = slot_sources(dest, out_len)
     layer_cache.keys = gather_slots(keys, src, dim=2)
     layer_cache.values = gather_slots(values, src, dim=2)
@@ -239,10 +261,12 @@ def prefill_stats(layout: PrefillLayout, dims: DecoderDims, config: ReductionCon
     L = dims.num_layers
     final_total = layout.valid.sum(-1).tolist()
     final_audio = layout.audio.sum(-1).tolist()
+    # counted now, after the last layer: one transfer instead of a synchronisation per layer
+    counted = torch.stack([torch.stack([a.sum(-1), v.sum(-1)]) for a, v in layout.entered]).tolist()  # (L, 2, B)
     kv_counts = {i: layout.kv_valid[i].sum(-1).tolist() for i in sorted(layout.evicted)}
     for b, plan in enumerate(layout.plans):
-        audio_in = [layout.audio_in[i][b] for i in range(L)]
-        total_in = [layout.total_in[i][b] for i in range(L)]
+        audio_in = [counted[i][0][b] for i in range(L)]
+        total_in = [counted[i][1][b] for i in range(L)]
         total_out = total_in[1:] + [final_total[b]]
         # a layer's cache holds what entered it, less what a KV method evicted from it
         kv = [kv_counts[i][b] if i in kv_counts else total_in[i] for i in range(L)]

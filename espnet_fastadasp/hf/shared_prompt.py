@@ -34,8 +34,7 @@ plain ``generate`` computed its first step before the eviction.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -51,6 +50,7 @@ from espnet_fastadasp.hf.compat import (
     cache_of_output,
     caller_passed_cache,
 )
+from espnet_fastadasp.hf.logits import prefill_last_logits
 from espnet_fastadasp.hf.masks import causal_key_mask
 from espnet_fastadasp.hf.parts import UnsupportedModelError, speech_lm_parts
 
@@ -239,20 +239,6 @@ def attending_to_shared_prompt(model: nn.Module, cache: DynamicCache) -> Attenti
     return AttentionSwap(SHARED_PROMPT_IMPLEMENTATION, states)
 
 
-@contextlib.contextmanager
-def _last_position_logits(model: nn.Module) -> Iterator[None]:
-    """Only the last position reaches the LM head (a prefill needs no logits for the prompt)."""
-    head = model.get_output_embeddings()
-    if head is None:
-        yield
-        return
-    hook = head.register_forward_pre_hook(lambda module, args: (args[0][:, -1:], *args[1:]))
-    try:
-        yield
-    finally:
-        hook.remove()
-
-
 def prefill_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position ids of a left-padded prompt, as ``generate`` makes them (padding at 0)."""
     pos = attention_mask.long().cumsum(-1) - 1
@@ -297,7 +283,7 @@ def generate_with_shared_prompt(
 
     prefill = dict(inputs)
     prefill.update(attention_mask=mask, position_ids=prefill_positions(mask))
-    with torch.no_grad(), _last_position_logits(model):
+    with torch.no_grad(), prefill_last_logits(model):
         out = model(**prefill, use_cache=True, return_dict=True)
     cache = cache_of_output(out)
     del out
