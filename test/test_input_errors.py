@@ -3,6 +3,7 @@ non-UTF-8 bytes, segment bounds, ``--config`` values of the wrong type, ``--redu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -195,6 +196,25 @@ def test_audio_placeholder_twice_names_the_utterance(checkpoint):
         s2t.close()
 
 
+def test_audio_longer_than_the_model_can_take_is_refused_before_decoding(checkpoint):
+    """A model with 64 positions: a prompt that needs more is named with the limit, not decoded."""
+    from espnet_fastadasp.decoding.speech2text import Speech2Text
+
+    s2t = Speech2Text(str(checkpoint), max_new_tokens=8)
+    s2t.model.config.text_config.max_position_embeddings = 64
+    try:
+        short = s2t.encode(["short"], [synthetic_audio(0.5, 1)], [PROMPT])
+        assert short.enc["input_ids"].shape[1] + 8 <= 64
+        with pytest.raises(
+            DataError,
+            match=r"1 utterance\(s\) too long for the model: 'long' \(\d+ prompt tokens\).*"
+            r"max_new_tokens=8 .* max_position_embeddings=64",
+        ):
+            s2t.encode(["short", "long"], [synthetic_audio(0.5, 1), synthetic_audio(2.5, 2)], [PROMPT] * 2)
+    finally:
+        s2t.close()
+
+
 def test_a_missing_model_dir_is_named(tmp_path):
     from espnet_fastadasp.decoding.speech2text import load_model
 
@@ -211,3 +231,107 @@ def test_float_audio_outside_unit_range_warns(tmp_path, caplog):
 
 
 PROMPT = "<|im_start|>{audio}ASR:<|im_end|>"
+
+
+def test_truncated_wav_file_and_pipe_are_named(tmp_path):
+    """libsndfile decodes a cut-short WAV silently; we compare with what its header promises."""
+    full = tmp_path / "full.wav"
+    sf.write(full, synthetic_audio(2.0, 0), 16000, subtype="PCM_16")
+    data = full.read_bytes()
+    (tmp_path / "half.wav").write_bytes(data[: len(data) // 2])
+    scp = tmp_path / "wav.scp"
+    scp.write_text(
+        f"ok {full}\nhalf {tmp_path / 'half.wav'}\ncut head -c 20000 {full} |\n"
+        f"streamed sox {full} -t wav - |\n"  # a pipe writer cannot fill the size in: accepted
+    )
+    reader = AudioReader(scp)
+    assert len(reader("ok")) == 32000
+    with pytest.raises(AudioError, match=r"'half'.*truncated WAV: its header promises 64000 bytes.*\(50 %\)"):
+        reader("half")
+    with pytest.raises(AudioError, match=r"'cut'.*truncated WAV: .*holds 19956 \(31 %\)"):
+        reader("cut")
+    assert len(reader("streamed")) == 32000
+
+
+def test_a_full_disk_names_the_file(tmp_path):
+    """A real full file system (a 16 KiB tmpfs, filled up): the error names the output file, and
+    what was written before stays resumable."""
+    import errno
+    import os
+
+    from espnet_fastadasp.decoding.outputs import ResumableWriter
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs to fill (root needed, as in CI): {res.stderr.strip()}")
+    try:
+        writer = ResumableWriter(mnt / "1best_recog", ["text", "cost"])
+        writer.write({"text": [("u1", "hello")], "cost": [("u1", "{}")]})
+        with open(mnt / "filler", "wb", buffering=0) as f:  # take every block that is left
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * 4096)
+        big = [(f"u{i}", "x" * 2000) for i in range(2, 12)]
+        with pytest.raises(OSError, match=r"cannot write .*1best_recog/cost: No space left on device") as info:
+            writer.write({"text": big, "cost": big})
+        assert info.value.errno == errno.ENOSPC
+        with contextlib.suppress(OSError):
+            writer.close()
+        os.remove(mnt / "filler")
+        assert ResumableWriter(mnt / "1best_recog", ["text", "cost"]).done == {"u1"}
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _bad_data(tmp_path):
+    """Three good utterances and four bad ones of different kinds."""
+    d = _data(tmp_path)
+    full = (tmp_path / "u0.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(full[: len(full) // 3])
+    sf.write(tmp_path / "blip.wav", np.zeros(80, dtype="float32"), 16000)
+    with (d / "wav.scp").open("a") as scp, (d / "prompt").open("a") as pr:
+        scp.write(f"gone {tmp_path / 'nothere.wav'}\ncut {tmp_path / 'cut.wav'}\nblip {tmp_path / 'blip.wav'}\n")
+        scp.write(f"twice {tmp_path / 'u1.wav'}\n")
+        for key in ("gone", "cut", "blip"):
+            pr.write(f"{key} <|im_start|>{{audio}}ASR:<|im_end|>\n")
+        pr.write("twice {audio} and {audio}\n")
+    return d
+
+
+def test_all_bad_utterances_are_listed_before_the_model_loads(tmp_path):
+    """The model path does not exist: the data errors, all four, come first."""
+    d = _bad_data(tmp_path)
+    proc = subprocess.run(
+        _cli(tmp_path / "no_model", d, tmp_path / "out"), capture_output=True, text=True, env=_env(), timeout=300
+    )
+    assert proc.returncode != 0
+    err = proc.stderr
+    assert "4 of 7 utterance(s) have bad data (checked before loading the model)" in err, err[-3000:]
+    assert "'gone': cannot read audio" in err and "no such file" in err
+    assert "'cut': cannot read audio" in err and "truncated WAV" in err
+    assert "'blip': audio is empty or too short" in err
+    assert "'twice': prompt" in err and "has 2 {audio} placeholder" in err
+    assert "no_model" not in err.split("have bad data")[0], "the model was looked at before the data"
+    assert not (tmp_path / "out" / "skipped_utterances").exists()
+
+
+def test_skip_bad_utterances_decodes_the_rest_and_merges(checkpoint, tmp_path):
+    d = _bad_data(tmp_path)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        _cli(checkpoint, d, out, "--skip_bad_utterances", "true"), capture_output=True, text=True, env=_env()
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "skipping 4 of 7 utterance(s)" in proc.stderr
+    assert sorted(read_key_value(out / "1best_recog" / "text")) == ["u0", "u1", "u2"]
+    skipped = read_key_value(out / "skipped_utterances")
+    assert sorted(skipped) == ["blip", "cut", "gone", "twice"] and "truncated WAV" in skipped["cut"]
+    # the merge accepts exactly the listed keys as absent, and passes the list on
+    keys = list(read_key_value(d / "wav.scp"))
+    merge_outputs([out / "1best_recog"], keys, tmp_path / "merged" / "1best_recog", ["text", "cost"])
+    assert sorted(read_key_value(tmp_path / "merged" / "skipped_utterances")) == sorted(skipped)
+    (out / "skipped_utterances").write_text("gone x\n")
+    with pytest.raises(ValueError, match=r"3 key\(s\) missing: blip, cut, twice"):
+        merge_outputs([out / "1best_recog"], keys, tmp_path / "merged2" / "1best_recog", ["text", "cost"])

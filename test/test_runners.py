@@ -6,8 +6,10 @@ the recipe wrapper ``egs2/TEMPLATE/speechlm1/utils/run.py`` in a subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -407,3 +409,80 @@ def test_local_sigterm_kills_jobs(tmp_path):
     assert proc.returncode == 130 and "interrupted" in err
     for p in logs:
         assert "# Ended (code 143)" in p.read_text()
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _job_pids(directory, jobs=(1, 2), timeout=30.0) -> list[int]:
+    """The pids the jobs wrote to ``sleep.JOB`` once they all started."""
+    deadline = time.monotonic() + timeout
+    files = [directory / f"sleep.{j}" for j in jobs]
+    while not all(f.exists() and f.read_text().strip() for f in files):
+        assert time.monotonic() < deadline, "the jobs did not start"
+        time.sleep(0.1)
+    return [int(f.read_text()) for f in files]
+
+
+def _wait_gone(pids, timeout=15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_killing_the_recipes_process_group_stops_the_jobs(tmp_path):
+    """kill -9 -- -PGID of a recipe (here: the runner in a group of its own, as a recipe's shell
+    puts it) also ends its jobs and what they started: they share the group, as with run.pl."""
+    cmd = "sleep 60 & echo $! > sleep.JOB; echo started; wait"
+    proc = subprocess.Popen(
+        [sys.executable, str(UTILS / "run.py"), "JOB=1:2", "log/g.JOB.log", cmd],
+        cwd=tmp_path,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    pids = []
+    try:
+        pids = _job_pids(tmp_path)
+        assert all(_alive(p) for p in pids)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        _wait_gone(pids)
+        assert not any(_alive(p) for p in pids), "a job outlived its recipe's process group"
+    finally:
+        for p in pids:
+            with contextlib.suppress(OSError):
+                os.kill(p, signal.SIGKILL)
+
+
+def test_killing_only_the_recipes_shell_stops_the_jobs(tmp_path):
+    """SIGTERM (or SIGKILL) to the recipe's shell alone: bash dies at once, leaving its runner;
+    the runner sees its parent go and stops the jobs."""
+    cmd = "sleep 60 & echo $! > sleep.JOB; echo started; wait"
+    shell = subprocess.Popen(
+        ["bash", "-c", f"{sys.executable} {UTILS / 'run.py'} JOB=1:2 log/p.JOB.log {shlex.quote(cmd)}; echo after"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    pids = []
+    try:
+        pids = _job_pids(tmp_path)
+        shell.send_signal(signal.SIGKILL)
+        shell.wait(timeout=10)
+        _wait_gone(pids)
+        assert not any(_alive(p) for p in pids), "the jobs outlived the recipe's shell"
+        for j in (1, 2):
+            assert "# Ended (code 143)" in (tmp_path / f"log/p.{j}.log").read_text()
+    finally:
+        for p in pids:
+            with contextlib.suppress(OSError):
+                os.kill(p, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.killpg(shell.pid, signal.SIGKILL)

@@ -7,6 +7,7 @@ reason, they are never skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -43,6 +44,17 @@ def slurm_cluster() -> None:
     res = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=600)
     if res.returncode != 0 or not _node_ready():
         pytest.fail(f"could not start the local Slurm cluster (exit {res.returncode}):\n{res.stdout}\n{res.stderr}")
+
+
+def _queued(name: str, timeout: float = 30) -> list[str]:
+    """The jobs named ``name`` still in the queue (not completing) after waiting up to ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        res = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i %T"], capture_output=True, text=True)
+        left = [line for line in res.stdout.splitlines() if "COMPLETING" not in line]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.5)
 
 
 def run_slurm(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -148,12 +160,7 @@ def test_sigterm_cancels_the_array(slurm_cluster, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130 and "cancelled Slurm job" in err, err
-    deadline = time.monotonic() + 30
-    left = ["?"]
-    while left and time.monotonic() < deadline:
-        res = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i %T"], capture_output=True, text=True)
-        left = [line for line in res.stdout.splitlines() if "COMPLETING" not in line]
-        time.sleep(0.5)
+    left = _queued(name, timeout=30)
     assert not left, f"jobs still queued after SIGTERM: {left}"
 
 
@@ -198,3 +205,71 @@ def test_recipe_decode_stage_through_slurm(slurm_cluster, checkpoint, tmp_path):
     proc = run_recipe(recipe, env, *args, "--stage", "4", "--stop_stage", "4")
     assert proc.returncode != 0
     assert "decode.2.log" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_jobs_end_when_their_runner_is_killed(slurm_cluster, tmp_path):
+    """kill -9 of the recipe's process group kills the runner outright (it cannot scancel); its
+    jobs notice the stale heartbeat and end themselves, killing what they started."""
+    name = f"orphan{os.getpid()}"
+    env = dict(os.environ, FASTADASP_SLURM_POLL="0.2", FASTADASP_SLURM_ORPHAN_S="3")
+    cmd = "sleep 300 & echo $! > sleep.JOB; wait"
+    proc = subprocess.Popen(
+        [sys.executable, str(SLURM_PY), "JOB=1:2", f"exp/log/{name}.JOB.log", cmd],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a group of its own, as a recipe's shell has
+    )
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 90
+        while len(pids) < 2:
+            assert time.monotonic() < deadline, "the jobs did not start"
+            time.sleep(0.3)
+            files = [tmp_path / f"sleep.{j}" for j in (1, 2)]
+            if all(f.exists() and f.read_text().strip() for f in files):
+                pids = [int(f.read_text()) for f in files]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        left = _queued(name, timeout=60)
+        assert not left, f"jobs still running after their runner was killed: {left}"
+        for p in pids:  # one-node cluster: the jobs ran here
+            assert not Path(f"/proc/{p}").exists() or "Z" in Path(f"/proc/{p}/stat").read_text().split(")")[-1][:3]
+        for j in (1, 2):
+            assert "stopped (no heartbeat" in (tmp_path / f"exp/log/{name}.{j}.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run(["scancel", "-n", name], capture_output=True)
+
+
+def test_killing_only_the_recipes_shell_cancels_the_array(slurm_cluster, tmp_path):
+    """The recipe's shell killed on its own: the runner sees its parent go and runs scancel at
+    once (well before the jobs' heartbeat watch would end them)."""
+    import shlex
+
+    name = f"parent{os.getpid()}"
+    env = dict(os.environ, FASTADASP_SLURM_POLL="0.2", FASTADASP_SLURM_ORPHAN_S="300")
+    runner = f"{sys.executable} {SLURM_PY} JOB=1:2 exp/log/{name}.JOB.log {shlex.quote('sleep 300')}"
+    shell = subprocess.Popen(
+        ["bash", "-c", f"{runner}; echo after"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / f"exp/log/q/{name}.sh").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.5)  # submitted
+        shell.send_signal(signal.SIGKILL)
+        shell.wait(timeout=10)
+        left = _queued(name, timeout=30)
+        assert not left, f"jobs still queued after the recipe's shell was killed: {left}"
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(shell.pid, signal.SIGKILL)
+        subprocess.run(["scancel", "-n", name], capture_output=True)

@@ -42,9 +42,9 @@ import yaml
 from tqdm import tqdm
 
 from espnet_fastadasp.core.config import ConfigError, ReductionConfig
-from espnet_fastadasp.decoding.data import DataError, Inputs, batched, read_keys, resolve_inputs
+from espnet_fastadasp.decoding.data import DataError, Inputs, batched, check_entries, read_keys, resolve_inputs
 from espnet_fastadasp.decoding.encoder_memo import AudioEncoderMemo
-from espnet_fastadasp.decoding.outputs import OutputDirLock, ResumableWriter, record_settings
+from espnet_fastadasp.decoding.outputs import SKIPPED, OutputDirLock, ResumableWriter, record_settings
 from espnet_fastadasp.decoding.speech2text import DTYPES, EncodedBatch, Speech2Text
 
 logger = logging.getLogger("espnet_fastadasp.inference")
@@ -69,6 +69,7 @@ def inference(
     share_prompt: bool = False,
     setting: Sequence[str] = (),
     overwrite: bool = False,
+    skip_bad_utterances: bool = False,
 ) -> dict[str, int]:
     """Decode every key (or those of ``key_file``) not yet in each output dir; returns counts
     (summed over the settings). An output dir is written by one process at a time and holds the
@@ -102,7 +103,15 @@ def inference(
         for out_dir, cfg in settings:
             locks.append(OutputDirLock(out_dir))
             record_settings(out_dir, {**run, "reduction": cfg.to_dict()}, overwrite=overwrite)
-        return _decode(settings, run["decode"], data_path_and_name_and_type, model_name_or_path, key_file, device)
+        return _decode(
+            settings,
+            run["decode"],
+            data_path_and_name_and_type,
+            model_name_or_path,
+            key_file,
+            device,
+            skip_bad_utterances,
+        )
     finally:
         for lock in locks:
             lock.release()
@@ -125,9 +134,12 @@ def _decode(
     model_name_or_path: str,
     key_file: str | None,
     device: str,
+    skip_bad_utterances: bool = False,
 ) -> dict[str, int]:
-    """Load the model once, then decode batch by batch into every setting's output dir."""
+    """Check the data, load the model once, then decode batch by batch into every setting's output dir."""
     batch_size, max_audio_seconds, prompt = opts["batch_size"], opts["max_audio_seconds"], opts["prompt"]
+    inputs = resolve_inputs(data_path_and_name_and_type, max_audio_seconds=max_audio_seconds)
+    keys = _checked_keys(inputs, key_file, prompt, [out for out, _ in settings], skip_bad_utterances)
     s2t = Speech2Text(
         model_name_or_path,
         device=device,
@@ -137,17 +149,7 @@ def _decode(
         max_new_tokens=opts["max_new_tokens"],
         share_prompt=opts["share_prompt"],
     )
-    inputs = resolve_inputs(data_path_and_name_and_type, s2t.sampling_rate, max_audio_seconds)
-    keys = read_keys(key_file) if key_file else inputs.audio.keys()
-    unknown = [k for k in keys if k not in inputs.audio]
-    if unknown:
-        raise DataError(f"{len(unknown)} key(s) of {key_file} are not in the data: {', '.join(unknown[:5])}")
-    if inputs.prompts is not None:
-        missing = [k for k in keys if k not in inputs.prompts]
-        if missing:
-            raise DataError(f"{len(missing)} utterance(s) have no prompt: {', '.join(missing[:5])}")
-    elif prompt is None:
-        raise DataError("no prompt: give --prompt or a prompt file in --data_path_and_name_and_type")
+    inputs.audio.sampling_rate = s2t.sampling_rate  # what the model's processor takes
 
     torch.manual_seed(opts["seed"])
     writers = []
@@ -191,6 +193,47 @@ def _decode(
             writer.close()
     total = len(keys) * len(writers)
     return {"total": total, "skipped": skipped, "decoded": total - skipped}
+
+
+#: how many of the bad utterances an error message lists (all of them go to the file)
+LISTED = 20
+
+
+def _checked_keys(
+    inputs: Inputs, key_file: str | None, prompt: str | None, out_dirs: list[Path], skip: bool
+) -> list[str]:
+    """The keys to decode, after a check of every entry's data (no model needed).
+
+    Unknown keys and a missing prompt are errors at once. Bad utterances (unreadable, truncated
+    or too long / short audio, bad segment bounds, no or a bad prompt) are all listed together:
+    in an error, or, with ``skip``, in each output dir's ``skipped_utterances`` (``key reason``
+    lines; merges accept those keys as absent) and left out."""
+    keys = read_keys(key_file) if key_file else inputs.audio.keys()
+    unknown = [k for k in keys if k not in inputs.audio]
+    if unknown:
+        raise DataError(f"{len(unknown)} key(s) of {key_file} are not in the data: {', '.join(unknown[:5])}")
+    if inputs.prompts is None and prompt is None:
+        raise DataError("no prompt: give --prompt or a prompt file in --data_path_and_name_and_type")
+    bad = check_entries(inputs, keys, prompt)
+    for out_dir in out_dirs:
+        listing = out_dir / SKIPPED
+        if skip and bad:
+            listing.write_text("".join(f"{k} {' '.join(why.split())}\n" for k, why in bad.items()), encoding="utf-8")
+        else:
+            listing.unlink(missing_ok=True)
+    if not bad:
+        return keys
+    lines = [f"  {why}" for why in list(bad.values())[:LISTED]]
+    if len(bad) > LISTED:
+        lines.append(f"  ... and {len(bad) - LISTED} more")
+    if not skip:
+        raise DataError(
+            f"{len(bad)} of {len(keys)} utterance(s) have bad data (checked before loading the model):\n"
+            + "\n".join(lines)
+            + "\nfix them, or decode the others with --skip_bad_utterances true"
+        )
+    logger.warning("skipping %d of %d utterance(s) (listed in %s):\n%s", len(bad), len(keys), SKIPPED, "\n".join(lines))
+    return [k for k in keys if k not in bad]
 
 
 def _encode(s2t: Speech2Text, keys: list[str], inputs: Inputs, prompt: str | None) -> EncodedBatch:
@@ -289,6 +332,13 @@ def get_parser() -> argparse.ArgumentParser:
         type=str2bool,
         default=False,
         help="start an output dir over when it holds outputs of other settings (default: refuse)",
+    )
+    parser.add_argument(
+        "--skip_bad_utterances",
+        type=str2bool,
+        default=False,
+        help="decode the other utterances when some have bad data (listed in OUTPUT_DIR/skipped_utterances); "
+        "default: refuse, listing them all, before the model loads",
     )
     parser.add_argument(
         "--share_prompt",

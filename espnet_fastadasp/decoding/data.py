@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 #: How far a segment may end past its recording (clipped there), as Kaldi's extract-segments
 #: ``--max-overshoot`` (default 0.5 s); further is an error.
 SEGMENT_OVERSHOOT_SECONDS = 0.5
+#: where the audio goes in a prompt template
+AUDIO_PLACEHOLDER = "{audio}"
 
 
 class DataError(ValueError):
@@ -97,6 +100,39 @@ def read_segments(path: str | Path) -> dict[str, Segment]:
     return out
 
 
+#: a WAV data-chunk size at or above this (or 0) means "unknown": what a writer to a pipe puts
+#: there, as sox does (0x7ffff000), since it cannot go back and fill the size in
+STREAMED_WAV_SIZE = 0x7FFF_F000
+
+
+def wav_shortfall(head: bytes, total_bytes: int) -> tuple[int, int] | None:
+    """(promised, present) bytes of samples of a RIFF/WAVE stream whose data chunk is cut short.
+
+    ``head``: the stream's first bytes (its chunk headers); ``total_bytes``: its whole length.
+    None when it is not a WAV, the data is complete, or the header gives no length (streamed).
+    Why: libsndfile decodes a truncated WAV without complaint, returning what is there.
+    """
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if chunk == b"data":
+            if size == 0 or size >= STREAMED_WAV_SIZE:
+                return None
+            present = total_bytes - (pos + 8)
+            return (size, present) if present < size else None
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def _truncated(source: str, promised: int, present: int) -> RuntimeError:
+    return RuntimeError(
+        f"truncated WAV: its header promises {promised} bytes of samples, {source!r} holds {max(present, 0)} "
+        f"({100 * max(present, 0) / promised:.0f} %): a partial copy or download?"
+    )
+
+
 def _read_source(source: str) -> tuple[np.ndarray, int]:
     """Samples (float32, [T] or [T, C]) and rate from a wav.scp value."""
     import soundfile as sf
@@ -105,6 +141,9 @@ def _read_source(source: str) -> tuple[np.ndarray, int]:
         proc = subprocess.run(source[:-1], shell=True, capture_output=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"pipe exited {proc.returncode}: {proc.stderr.decode(errors='replace').strip()[-300:]}")
+        short = wav_shortfall(proc.stdout[:65536], len(proc.stdout))
+        if short is not None:
+            raise _truncated(source, *short)
         data, rate = sf.read(io.BytesIO(proc.stdout), dtype="float32", always_2d=False)
         return data, rate
     if _is_ark(source):
@@ -118,10 +157,19 @@ def _read_source(source: str) -> tuple[np.ndarray, int]:
         if np.issubdtype(data.dtype, np.integer):
             data = data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
         return data.astype(np.float32), int(rate)
-    if not Path(source).is_file():
-        raise FileNotFoundError(f"no such file: {source}")
+    _check_file(source)
     data, rate = sf.read(source, dtype="float32", always_2d=False)
     return data, rate
+
+
+def _check_file(source: str) -> None:
+    """The file exists and, if a WAV, holds all the data its header promises."""
+    if not Path(source).is_file():
+        raise FileNotFoundError(f"no such file: {source}")
+    with open(source, "rb") as f:
+        short = wav_shortfall(f.read(65536), os.fstat(f.fileno()).st_size)
+    if short is not None:
+        raise _truncated(source, *short)
 
 
 def _is_ark(source: str) -> bool:
@@ -163,7 +211,8 @@ class AudioReader:
     def __contains__(self, key: str) -> bool:
         return key in (self.segments if self.segments is not None else self.sources)
 
-    def __call__(self, key: str) -> np.ndarray:
+    def _locate(self, key: str) -> tuple[Segment | None, str, str]:
+        """(segment or None, recording id, its wav.scp value)."""
         seg = None
         if self.segments is not None:
             if key not in self.segments:
@@ -174,36 +223,66 @@ class AudioReader:
             rec = key
         if rec not in self.sources:
             raise AudioError(f"utterance {key!r}: recording {rec!r} is not in {self.wav_scp_path}")
-        source = self.sources[rec]
-        try:
-            wave, rate = _read_source(source)
-        except Exception as exc:  # noqa: BLE001 - every failure to read becomes a named error
-            raise AudioError(f"utterance {key!r}: cannot read audio {source!r}: {exc}") from exc
-        if wave.ndim == 2:
-            wave = wave.mean(axis=1)
-        if seg is not None:
-            start = int(round(seg.start * rate))
-            end = None if seg.end is None else int(round(seg.end * rate))
-            if start >= len(wave):
-                raise AudioError(
-                    f"utterance {key!r}: segment starts at {seg.start}s but {rec!r} lasts {len(wave) / rate:.2f}s"
-                )
-            if end is not None and end > len(wave) + SEGMENT_OVERSHOOT_SECONDS * rate:
-                raise AudioError(
-                    f"utterance {key!r}: segment ends at {seg.end}s but {rec!r} lasts {len(wave) / rate:.2f}s "
-                    f"(more than the {SEGMENT_OVERSHOOT_SECONDS:g}s tolerated, as Kaldi's extract-segments)"
-                )
-            wave = wave[start:end]
-        if rate != self.sampling_rate:
-            logger.debug("utterance %s: resampling %d Hz -> %d Hz", key, rate, self.sampling_rate)
-            wave = resample(wave, rate, self.sampling_rate)
-        seconds = len(wave) / self.sampling_rate
+        return seg, rec, self.sources[rec]
+
+    def _span(self, key: str, seg: Segment | None, rec: str, frames: int, rate: int) -> tuple[int, int]:
+        """The [start, end) frames of the utterance in a recording of ``frames`` at ``rate``."""
+        if seg is None:
+            return 0, frames
+        start = int(round(seg.start * rate))
+        end = frames if seg.end is None else int(round(seg.end * rate))
+        if start >= frames:
+            lasts = frames / rate
+            raise AudioError(f"utterance {key!r}: segment starts at {seg.start}s but {rec!r} lasts {lasts:.2f}s")
+        if end > frames + SEGMENT_OVERSHOOT_SECONDS * rate:
+            raise AudioError(
+                f"utterance {key!r}: segment ends at {seg.end}s but {rec!r} lasts {frames / rate:.2f}s "
+                f"(more than the {SEGMENT_OVERSHOOT_SECONDS:g}s tolerated, as Kaldi's extract-segments)"
+            )
+        return start, min(end, frames)
+
+    def _check_seconds(self, key: str, seconds: float, source: str) -> None:
         if seconds < self.min_seconds:
             raise AudioError(f"utterance {key!r}: audio is empty or too short ({seconds:.3f}s) in {source!r}")
         if seconds > self.max_seconds:
             raise AudioError(
                 f"utterance {key!r}: audio is {seconds:.1f}s, longer than max_seconds={self.max_seconds:g} ({source!r})"
             )
+
+    def probe(self, key: str) -> float:
+        """Check ``key``'s audio without decoding it: that it exists, its header, that its data is
+        complete, its segment bounds and length; returns its seconds. Raises what ``__call__``
+        would for the same faults. A file costs its header; a pipe or ark entry is read in full
+        (its length is known no other way)."""
+        seg, rec, source = self._locate(key)
+        if source.endswith("|") or _is_ark(source):
+            return len(self(key)) / self.sampling_rate
+        import soundfile as sf
+
+        try:
+            _check_file(source)
+            info = sf.info(source)
+        except Exception as exc:  # noqa: BLE001 - every failure to read becomes a named error
+            raise AudioError(f"utterance {key!r}: cannot read audio {source!r}: {exc}") from exc
+        start, end = self._span(key, seg, rec, info.frames, info.samplerate)
+        seconds = (end - start) / info.samplerate
+        self._check_seconds(key, seconds, source)
+        return seconds
+
+    def __call__(self, key: str) -> np.ndarray:
+        seg, rec, source = self._locate(key)
+        try:
+            wave, rate = _read_source(source)
+        except Exception as exc:  # noqa: BLE001 - every failure to read becomes a named error
+            raise AudioError(f"utterance {key!r}: cannot read audio {source!r}: {exc}") from exc
+        if wave.ndim == 2:
+            wave = wave.mean(axis=1)
+        start, end = self._span(key, seg, rec, len(wave), rate)
+        wave = wave[start:end]
+        if rate != self.sampling_rate:
+            logger.debug("utterance %s: resampling %d Hz -> %d Hz", key, rate, self.sampling_rate)
+            wave = resample(wave, rate, self.sampling_rate)
+        self._check_seconds(key, len(wave) / self.sampling_rate, source)
         if not np.isfinite(wave).all():
             raise AudioError(f"utterance {key!r}: audio contains NaN or inf ({source!r})")
         peak = float(np.abs(wave).max())
@@ -213,6 +292,40 @@ class AudioReader:
                 "utterance %s: samples reach %.3g, outside [-1, 1] (%s); decoded as they are", key, peak, source
             )
         return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def check_template(template: str) -> None:
+    """A prompt template must hold exactly one ``{audio}``: where the audio goes."""
+    count = template.count(AUDIO_PLACEHOLDER)
+    if count != 1:
+        what = "no" if count == 0 else f"{count}"
+        raise DataError(
+            f"prompt {template!r} has {what} {AUDIO_PLACEHOLDER} placeholder(s); want exactly one, where the audio goes"
+        )
+
+
+def check_entries(inputs: Inputs, keys: Sequence[str], prompt: str | None) -> dict[str, str]:
+    """Every fault of the data found without a model: key -> what is wrong (empty if none).
+
+    Why: one bad utterance should not end a job after the model has loaded and hours of
+    decoding; all of them are found up front, cheaply (:meth:`AudioReader.probe`), and listed
+    together. Checks: the key's audio (existence, header, completeness, segment bounds, length)
+    and its prompt (present, exactly one ``{audio}``)."""
+    bad: dict[str, str] = {}
+    for key in keys:
+        try:
+            if inputs.prompts is not None and key not in inputs.prompts:
+                raise DataError(f"utterance {key!r} has no prompt")
+            template = inputs.prompts[key] if inputs.prompts is not None else prompt
+            if template is not None:
+                try:
+                    check_template(template)
+                except DataError as exc:
+                    raise DataError(f"utterance {key!r}: {exc}") from None
+            inputs.audio.probe(key)
+        except DataError as exc:
+            bad[key] = str(exc)
+    return bad
 
 
 def split_windows(wave: np.ndarray, window: int, min_tail: int = 1600) -> list[np.ndarray]:
@@ -247,8 +360,14 @@ class Inputs:
     prompts: dict[str, str] | None
 
 
-def resolve_inputs(data_path_and_name_and_type: Sequence[str], sampling_rate: int, max_audio_seconds: float) -> Inputs:
-    """Parse ``path,name,type`` triples: a ``sound`` (wav.scp), optional ``segments``, ``text`` prompts."""
+def resolve_inputs(
+    data_path_and_name_and_type: Sequence[str], sampling_rate: int = 16000, max_audio_seconds: float = 3600.0
+) -> Inputs:
+    """Parse ``path,name,type`` triples: a ``sound`` (wav.scp), optional ``segments``, ``text`` prompts.
+
+    ``sampling_rate`` is what the audio is resampled to when read; checking the data
+    (:func:`check_entries`) does not need it, so it may be set on ``inputs.audio`` once the
+    model's processor is known."""
     sound, segments, prompts = None, None, None
     for triple in data_path_and_name_and_type:
         parts = triple.split(",")

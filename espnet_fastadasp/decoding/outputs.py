@@ -44,15 +44,22 @@ class ResumableWriter:
         return done
 
     def write(self, rows: dict[str, list[tuple[str, str]]]) -> None:
-        # the first file marks completion, so it is written last
+        """Append and flush; a failed write (a full disk) names the file. A line torn by it is
+        dropped on resume, and the first file, which marks completion, is written last."""
         for name in list(self.paths)[1:] + [next(iter(self.paths))]:
-            for key, value in rows[name]:
-                self.files[name].write(f"{key} {value}\n")
-            self.files[name].flush()
+            try:
+                for key, value in rows[name]:
+                    self.files[name].write(f"{key} {value}\n")
+                self.files[name].flush()
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot write {self.paths[name]}: {exc.strerror}") from exc
 
     def close(self) -> None:
-        for f in self.files.values():
-            f.close()
+        for name, f in self.files.items():
+            try:
+                f.close()
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot write {self.paths[name]}: {exc.strerror}") from exc
 
 
 class OutputDirBusy(RuntimeError):
@@ -131,14 +138,27 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+#: the utterances a job left out (``--skip_bad_utterances``): ``key reason`` lines in its output dir
+SKIPPED = "skipped_utterances"
+
+
 def merge_outputs(parts: Sequence[Path], keys: Sequence[str], out_dir: Path, names: Sequence[str]) -> None:
     """Join the per-job ``key value`` files of ``parts`` into ``out_dir``, sorted by key.
 
-    Every key of ``keys`` must be in every file exactly once, across all parts; otherwise nothing
-    is written and the error names the missing, duplicated and unknown keys (so a stage that
-    merges never marks an incomplete or doubled result done).
+    Every key of ``keys`` must be in every file exactly once, across all parts, except the keys a
+    job listed as skipped (``<part>/../skipped_utterances``, merged into ``out_dir/..``); otherwise
+    nothing is written and the error names the missing, duplicated and unknown keys (so a stage
+    that merges never marks an incomplete or doubled result done).
     """
-    wanted = set(keys)
+    skipped: dict[str, str] = {}
+    for part in parts:
+        listing = part.parent / SKIPPED
+        if listing.is_file():
+            for line in listing.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    key, _, why = line.partition(" ")
+                    skipped[key] = why
+    wanted = set(keys) - set(skipped)
     merged: dict[str, dict[str, str]] = {}
     problems = []
     for name in names:
@@ -164,5 +184,10 @@ def merge_outputs(parts: Sequence[Path], keys: Sequence[str], out_dir: Path, nam
     if problems:
         raise ValueError(f"cannot merge {len(parts)} job outputs into {out_dir}: " + "; ".join(problems))
     out_dir.mkdir(parents=True, exist_ok=True)
+    listing = out_dir.parent / SKIPPED
+    if skipped:
+        listing.write_text("".join(f"{k} {skipped[k]}\n" for k in sorted(skipped, key=str.encode)), encoding="utf-8")
+    else:
+        listing.unlink(missing_ok=True)
     for name, lines in merged.items():
         (out_dir / name).write_text("".join(lines[k] + "\n" for k in sorted(lines, key=str.encode)), encoding="utf-8")

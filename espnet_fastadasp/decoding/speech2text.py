@@ -22,10 +22,9 @@ import numpy as np
 import torch
 
 from espnet_fastadasp.core.config import ReductionConfig
-from espnet_fastadasp.decoding.data import DataError, split_windows
+from espnet_fastadasp.decoding.data import AUDIO_PLACEHOLDER, DataError, check_template, split_windows
 from espnet_fastadasp.decoding.timing import GenerationTimer
 
-AUDIO_PLACEHOLDER = "{audio}"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -80,12 +79,7 @@ def build_prompt(template: str, processor: Any, n_clips: int) -> str:
     bos = getattr(processor, "audio_bos_token", "<|audio_bos|>")
     tok = getattr(processor, "audio_token", "<|AUDIO|>")
     eos = getattr(processor, "audio_eos_token", "<|audio_eos|>")
-    count = template.count(AUDIO_PLACEHOLDER)
-    if count != 1:
-        what = "no" if count == 0 else f"{count}"
-        raise DataError(
-            f"prompt {template!r} has {what} {AUDIO_PLACEHOLDER} placeholder(s); want exactly one, where the audio goes"
-        )
+    check_template(template)
     return template.replace("\\n", "\n").replace(AUDIO_PLACEHOLDER, f"{bos}{tok}{eos}" * n_clips)
 
 
@@ -163,10 +157,35 @@ class Speech2Text:
         enc = self.processor(
             text=texts, audio=audios, return_tensors="pt", padding=True, sampling_rate=self.sampling_rate
         )
+        self._check_length(keys, enc)
         enc = {k: v.to(self.model.device) for k, v in enc.items()}
         if "input_features" in enc:
             enc["input_features"] = enc["input_features"].to(self.model.dtype)
         return EncodedBatch(list(keys), enc, clips_per_utt, seconds)
+
+    @property
+    def max_positions(self) -> int | None:
+        """The longest sequence (prompt + new tokens) the decoder has positions for."""
+        from espnet_fastadasp.hf.parts import speech_lm_parts
+
+        return getattr(speech_lm_parts(self.model).text_config, "max_position_embeddings", None)
+
+    def _check_length(self, keys: list[str], enc: dict[str, torch.Tensor]) -> None:
+        """Refuse, before decoding, a prompt the model has no positions for (it would decode garbage
+        silently: rotary positions past the trained range)."""
+        limit = self.max_positions
+        if limit is None or "attention_mask" not in enc:
+            return
+        lengths = enc["attention_mask"].sum(-1).tolist()
+        new = self.generate_kwargs["max_new_tokens"]
+        over = [(k, n) for k, n in zip(keys, lengths) if n + new > limit]
+        if over:
+            listed = ", ".join(f"{k!r} ({n} prompt tokens)" for k, n in over[:5])
+            raise DataError(
+                f"{len(over)} utterance(s) too long for the model: {listed}; with max_new_tokens={new} they "
+                f"need more than its max_position_embeddings={limit}. Shorten or segment the audio "
+                "(a segments file), or lower --max_audio_seconds to reject it up front"
+            )
 
     def generate(self, batch: EncodedBatch, reduction: ReductionConfig) -> tuple[torch.Tensor, Any]:
         """New token ids (B, N) under ``reduction`` (applied for this call only), and its stats."""

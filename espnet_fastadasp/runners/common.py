@@ -231,3 +231,17 @@ class Terminated(KeyboardInterrupt):
 
 def on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
+
+
+class ParentWatch:
+    """Whether the process that started this runner (the recipe's shell) has gone.
+
+    Why: a shell killed by SIGTERM or SIGKILL while it waits for a runner leaves the runner, and
+    so the jobs, running; the runner notices its parent is gone (it is re-parented) and stops
+    its jobs as for a SIGTERM."""
+
+    def __init__(self) -> None:
+        self.parent = os.getppid()
+
+    def gone(self) -> bool:
+        return os.getppid() != self.parent

@@ -6,12 +6,16 @@ Usage::
         [JOB=1:N] LOGFILE COMMAND...
 
 Runs the jobs in parallel, at most ``--max-jobs-run`` at a time (default: the number of CPUs). Each
-job runs ``bash -c COMMAND`` in the current directory with stdin from /dev/null and its own process
-group; stdout and stderr go to its log (see :mod:`espnet_fastadasp.runners.common` for the log format,
+job runs ``bash -c COMMAND`` in the current directory with stdin from /dev/null, in the runner's own
+process group (as Kaldi's ``run.pl``): killing the recipe's process group (``kill -- -PGID``, even
+with SIGKILL, or Ctrl-C in its terminal) reaches the jobs too. stdout and stderr go to its log
+(see :mod:`espnet_fastadasp.runners.common` for the log format,
 the job variable and the exit status). ``--num-threads N`` sets ``OMP_NUM_THREADS=N`` for the job (and
 is reported in the log's accounting line). ``--mem``, ``--gpu``, ``--time`` and ``--config`` are
 resource requests for cluster runners: accepted (so that a recipe's ``cmd.sh`` may switch runners
-freely) and ignored. Ctrl-C or SIGTERM kills the running jobs' process groups and exits 130.
+freely) and ignored. Ctrl-C or SIGTERM of the runner alone kills the running jobs and every process
+they started, and exits 130; so does the end of the process that started it (a recipe's shell
+killed on its own).
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from pathlib import Path
 
 from espnet_fastadasp.runners.common import (
     JobSpec,
+    ParentWatch,
     RunnerError,
+    Terminated,
     error,
     failure_message,
     log_footer,
@@ -88,7 +94,6 @@ class LocalRunner:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     env=self._env(),
-                    start_new_session=True,
                 )
             self._running[job_id] = proc
         logger.debug("job %s started: pid %d, log %s", job_id, proc.pid, log)
@@ -103,15 +108,17 @@ class LocalRunner:
         return rc
 
     def kill_all(self) -> None:
-        """Stop starting jobs and kill the process groups of the running ones."""
+        """Stop starting jobs and kill the running ones with every process they started."""
         with self._lock:
             self._stopped.set()
             procs = list(self._running.values())
+        children = _children_map()
         for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            for pid in [proc.pid, *_descendants(proc.pid, children)]:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
 
     def run(self) -> dict[int, int]:
         """Run all jobs; return ``{job_id: exit code}``."""
@@ -120,6 +127,7 @@ class LocalRunner:
         workers = min(self.max_jobs_run, len(pending))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
         futures: dict[Future[int], int] = {}
+        parent = ParentWatch()
         try:
             futures = {pool.submit(self.run_job, j): j for j in pending}
             remaining = set(futures)
@@ -128,12 +136,44 @@ class LocalRunner:
                 done, remaining = wait(remaining, timeout=0.5, return_when=FIRST_COMPLETED)
                 for fut in done:
                     codes[futures[fut]] = fut.result()
+                if remaining and parent.gone():
+                    logger.error("the process that started %s is gone: stopping the jobs", PROG)
+                    raise Terminated()
         except BaseException:
             self.kill_all()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
         return codes
+
+
+def _children_map() -> dict[int, list[int]]:
+    """Parent pid -> child pids of every process, from ``/proc`` (empty where there is none).
+
+    Why: the jobs share the runner's process group (so that a group kill of the recipe reaches
+    them), so stopping one job means finding the processes it started."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # the command name is in parentheses and may hold spaces: the ppid follows the last ')'
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    return children
+
+
+def _descendants(pid: int, children: dict[int, list[int]]) -> list[int]:
+    out, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            out.append(child)
+            stack.append(child)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

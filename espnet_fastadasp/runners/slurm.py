@@ -27,7 +27,10 @@ How it works:
    ``slurm.py: K / N failed, log is in <log of the first failed job>``.
 
 Submission errors (``sbatch`` missing, or rejecting the job) name the full sbatch command line.
-Ctrl-C or SIGTERM while waiting runs ``scancel`` on the array and exits 130.
+Ctrl-C or SIGTERM while waiting runs ``scancel`` on the array and exits 130. A runner killed
+outright (SIGKILL, e.g. with the recipe's process group) cannot cancel anything, so its jobs watch
+a heartbeat file it touches while waiting and end themselves when it goes stale (after
+``FASTADASP_SLURM_ORPHAN_S`` seconds, default 120; see :func:`batch_script`).
 
 Environment (mostly for tests): ``FASTADASP_SLURM_POLL`` (first marker poll interval, s; default 1,
 growing up to 10), ``FASTADASP_SLURM_SQUEUE_INTERVAL`` (s between squeue checks; default 10),
@@ -52,7 +55,9 @@ from pathlib import Path
 from espnet_fastadasp.runners.common import (
     COMMON_OPTIONS,
     JobSpec,
+    ParentWatch,
     RunnerError,
+    Terminated,
     check_known,
     error,
     failure_message,
@@ -210,12 +215,30 @@ def marker_path(spec: JobSpec, job_id: int) -> Path:
     return queue_dir(spec) / f"{job_name(spec)}.{job_id}.done"
 
 
+def heartbeat_path(spec: JobSpec) -> Path:
+    """The file the waiting runner touches; a job whose runner stopped touching it ends itself."""
+    return queue_dir(spec) / f"{job_name(spec)}.alive"
+
+
+#: seconds without a heartbeat after which a job takes its runner for dead and ends
+ORPHAN_SECONDS = 120.0
+
+
 def slurm_output_path(spec: JobSpec, job_id: int) -> Path:
     return queue_dir(spec) / f"{job_name(spec)}.{job_id}.out"
 
 
-def batch_script(spec: JobSpec, cwd: str, submit_command: Sequence[str] = ()) -> str:
-    """The bash batch script for all jobs of ``spec``; the job index is ``$SLURM_ARRAY_TASK_ID``."""
+def batch_script(
+    spec: JobSpec, cwd: str, submit_command: Sequence[str] = (), orphan_seconds: float = ORPHAN_SECONDS
+) -> str:
+    """The bash batch script for all jobs of ``spec``; the job index is ``$SLURM_ARRAY_TASK_ID``.
+
+    The command runs in the background, watched: if the runner that submitted it stops
+    touching :func:`heartbeat_path` for ``orphan_seconds`` (it was killed, even with SIGKILL, with
+    the recipe's process group), the job sends SIGTERM to its own process group (the command and
+    what it started) and ends with the command's code (143). Ctrl-C and
+    SIGTERM reach the runner, which cancels the array instead. The heartbeat lives on the shared
+    file system the logs are on, so this works across nodes."""
     q = shlex.quote
     lines = [
         "#!/bin/bash",
@@ -245,7 +268,21 @@ def batch_script(spec: JobSpec, cwd: str, submit_command: Sequence[str] = ()) ->
         'mkdir -p "$(dirname "${log}")"',
         '{ printf \'# %s\\n\' "${cmd}"; printf \'# Started at %s\\n\' "$(date)"; } > "${log}"',
         "start=$(date +%s)",
-        'bash -c "${cmd}" < /dev/null >> "${log}" 2>&1',
+        f"alive={q(str(heartbeat_path(spec)))}",
+        'bash -c "${cmd}" < /dev/null >> "${log}" 2>&1 &',
+        "child=$!",
+        'while kill -0 "${child}" 2> /dev/null; do',
+        "    sleep 1",
+        '    age=$(( $(date +%s) - $(stat -c %Y "${alive}" 2> /dev/null || date +%s) ))',
+        f'    if [ "${{age}}" -gt {int(orphan_seconds)} ]; then',
+        "        printf '# The runner that submitted this job stopped (no heartbeat for %s s): killing the job\\n' \\",
+        '            "${age}" >> "${log}"',
+        "        trap '' TERM  # this script survives to write the footer and the exit status",
+        "        kill -TERM 0  # the job's process group: the command and everything it started",
+        "        break",
+        "    fi",
+        "done",
+        'wait "${child}"',
         "rc=$?",
         "end=$(date +%s)",
         f'printf \'# Accounting: time=%s threads={threads_of(spec)}\\n\' "$((end - start))" >> "${{log}}"',
@@ -308,8 +345,12 @@ def wait_for_jobs(
     grace: float = 30.0,
     queue: Callable[[str], set[int] | None] = squeue_tasks,
     max_poll: float = 10.0,
+    heartbeat: Path | None = None,
+    parent: ParentWatch | None = None,
 ) -> WaitResult:
-    """Wait until every job has written its marker or has left the queue without one for ``grace`` s."""
+    """Wait until every job has written its marker or has left the queue without one for ``grace`` s;
+    touch ``heartbeat`` at every poll (the jobs end themselves when it goes stale); raise
+    :class:`Terminated` (the caller cancels the jobs) if ``parent`` says the caller's shell is gone."""
     pending = set(spec.job_ids)
     codes: dict[int, int | None] = {}
     vanished: list[int] = []
@@ -317,6 +358,11 @@ def wait_for_jobs(
     last_queue = time.monotonic()  # the first squeue check comes after one interval
     interval = poll
     while True:
+        if parent is not None and parent.gone():
+            logger.error("the process that started %s is gone: cancelling the jobs", PROG)
+            raise Terminated()
+        if heartbeat is not None:
+            heartbeat.touch()
         for j in sorted(pending):
             rc = read_marker(marker_path(spec, j))
             if rc is not None:
@@ -411,7 +457,9 @@ class SlurmRunner:
                 p.unlink(missing_ok=True)
         script = qdir / f"{job_name(self.spec)}.sh"
         command = self.submit_command(script)
-        script.write_text(batch_script(self.spec, os.getcwd(), command))
+        heartbeat_path(self.spec).touch()
+        orphan = _env_float("FASTADASP_SLURM_ORPHAN_S", ORPHAN_SECONDS)
+        script.write_text(batch_script(self.spec, os.getcwd(), command, orphan))
         script.chmod(0o755)
         return command
 
@@ -426,6 +474,8 @@ class SlurmRunner:
             poll=_env_float("FASTADASP_SLURM_POLL", 1.0),
             squeue_interval=_env_float("FASTADASP_SLURM_SQUEUE_INTERVAL", 10.0),
             grace=_env_float("FASTADASP_SLURM_GRACE", 30.0),
+            heartbeat=heartbeat_path(self.spec),
+            parent=ParentWatch(),
         )
 
 
