@@ -43,11 +43,60 @@ def in_tmp(tmp_path, monkeypatch):
 
 
 def test_join_command_follows_kaldi_quoting():
-    assert join_command(["cat a | wc -l"]) == "cat a | wc -l"  # a single argument is the shell command
-    assert join_command(["echo", "a b", "|", "wc", "-w"]) == "echo 'a b' | wc -w"
-    assert join_command(["echo", "", "x"]) == "echo '' x"
+    """run.pl: verbatim without whitespace, else double quotes, or single quotes around a double quote."""
+    assert join_command(["cat a | wc -l"]) == "cat a | wc -l"  # ours: a single argument is the shell command
+    assert join_command(["echo", "a b", "|", "wc", "-w"]) == 'echo "a b" | wc -w'
+    assert join_command(["echo", "", "x"]) == 'echo "" x'
+    assert join_command(["echo", 'say "hi" now']) == "echo 'say \"hi\" now'"
+    assert join_command(["echo", "$HOME dir"]) == 'echo "$HOME dir"'  # the job's shell expands it, as run.pl's
     with pytest.raises(RunnerError):
         join_command([])
+
+
+# Kaldi's run.pl (egs/wsj/s5/utils/parallel/run.pl) on each command line, as the expectation:
+# the options it keeps (max_jobs_run), the job range, the log, the command.
+RUN_PL_CASES = [
+    # ESPnet's launcher: --name before the range; run.pl drops queue options it does not use
+    (["--name", "decode", "JOB=1:2", "l.JOB", "echo"], {}, (1, 2), "l.JOB", "echo"),
+    # GridEngine's -tc N is --max-jobs-run N; the smaller of two wins
+    (["-tc", "1", "JOB=1:2", "l.JOB", "echo"], {"max_jobs_run": "1"}, (1, 2), "l.JOB", "echo"),
+    (["--max-jobs-run", "4", "-tc", "2", "l", "echo"], {"max_jobs_run": "2"}, (1, 1), "l", "echo"),
+    # options after the job range
+    (["JOB=1:3", "--mem", "4G", "-q", "all.q", "l.JOB", "echo"], {"mem": "4G"}, (1, 3), "l.JOB", "echo"),
+    # -V takes no value, -pe two
+    (["-V", "-pe", "smp", "4", "JOB=2:3", "l.JOB", "echo", "x"], {}, (2, 3), "l.JOB", "echo x"),
+]
+
+
+@pytest.mark.parametrize("argv, options, jobs, log, command", RUN_PL_CASES)
+def test_command_lines_as_run_pl_reads_them(argv, options, jobs, log, command):
+    spec = parse_command_line(argv, "run.py", ignore_unknown=True)
+    assert spec.options == options and (spec.start, spec.end) == jobs
+    assert (spec.logfile, spec.command) == (log, command)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["JOB=0:2", "l.JOB", "echo"], "must start at 1 or more"),  # run.pl: "start must be strictly positive"
+        (["JOB=0", "l.JOB", "echo"], "must be 1 or more"),
+        (["-tc", "0", "l", "echo"], "at least 1"),  # run.pl: invalid option --max-jobs-run 0
+        (["-pe", "smp"], "needs 2 value"),
+    ],
+)
+def test_what_run_pl_refuses_is_refused(argv, message):
+    with pytest.raises(RunnerError, match=message):
+        parse_command_line(argv, "run.py", ignore_unknown=True)
+
+
+def test_run_py_accepts_espnet_launcher_options_and_writes_run_pl_logs(tmp_path):
+    res = run_wrapper("run.py", "--name", "x", "-tc", "1", "JOB=1:2", "--gpu", "0", "l/j.JOB.log", "echo", "a b",
+                      cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    log = (tmp_path / "l/j.2.log").read_text().splitlines()
+    assert log[0] == '# echo "a b"' and log[1].startswith("# Started at ") and log[2] == "#"
+    assert log[3] == "a b"
+    assert log[-1].startswith("# Ended (code 0) at ") and log[-1].endswith(" seconds")
 
 
 @pytest.mark.parametrize(
@@ -124,11 +173,11 @@ def test_local_runs_all_jobs_with_header_and_footer(in_tmp):
     for j in (1, 2, 3):
         assert (in_tmp / f"out.{j}").read_text() == f"job {j}\n"
         lines = (in_tmp / f"exp/log/a.{j}.log").read_text().splitlines()
-        assert lines[0] == f"# echo 'job {j}' > out.{j} && echo 'done {j}'"
-        assert lines[1].startswith("# Started at ")
-        assert lines[2] == f"done {j}"
-        assert re.fullmatch(r"# Accounting: time=\d+ threads=1", lines[3])
-        assert re.fullmatch(r"# Ended \(code 0\) at .+", lines[4])
+        assert lines[0] == f'# echo "job {j}" > out.{j} && echo "done {j}"'  # quoted as run.pl quotes
+        assert lines[1].startswith("# Started at ") and lines[2] == "#"
+        assert lines[3] == f"done {j}"
+        assert re.fullmatch(r"# Accounting: time=\d+ threads=1", lines[4])
+        assert re.fullmatch(r"# Ended \(code 0\) at .+, elapsed time \d+ seconds", lines[5])
 
 
 def test_local_single_quoted_command_with_pipe_and_stderr(in_tmp):
@@ -179,10 +228,14 @@ def test_local_num_threads_sets_omp(in_tmp):
     assert "omp=3" in text and "threads=3" in text
 
 
-def test_local_bad_option_exits_with_message(in_tmp, capsys):
-    assert local.main(["--partition", "gpu", "log", "true"]) == 1
-    assert "unknown option --partition" in capsys.readouterr().err
-    assert not (in_tmp / "log").exists()
+def test_local_ignores_queue_options_but_not_bad_values(in_tmp, capsys):
+    """As run.pl: a queue option it has no use for (--partition gpu) is dropped; a bad value of one
+    it reads is an error before anything runs."""
+    assert local.main(["--partition", "gpu", "log", "true"]) == 0
+    assert (in_tmp / "log").exists()
+    assert local.main(["--mem", "lots", "log2", "true"]) == 1
+    assert "--mem lots" in capsys.readouterr().err
+    assert not (in_tmp / "log2").exists()
 
 
 def test_local_wrapper_subprocess(tmp_path):
@@ -346,10 +399,7 @@ def test_slurm_batch_script_and_submit_command(in_tmp):
     assert "--array=2-4%2" in cmd and "--cpus-per-task" in cmd and "--output=exp/log/q/dec.%a.out" in cmd
     script = (in_tmp / "exp/log/q/dec.sh").read_text()
     assert cmd[-1] == "exp/log/q/dec.sh"
-    assert (
-        "  3) cmd='echo '\"'\"'a 3'\"'\"' $FROM_PATH_SH'; log=exp/log/dec.3.log; marker=exp/log/q/dec.3.done ;;"
-        in script
-    )
+    assert """  3) cmd='echo "a 3" $FROM_PATH_SH'; log=exp/log/dec.3.log; marker=exp/log/q/dec.3.done ;;""" in script
     assert "export OMP_NUM_THREADS=2" in script
     res = subprocess.run(["bash", "-n", str(in_tmp / "exp/log/q/dec.sh")], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shlex
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -88,14 +87,27 @@ def substitute(text: str, var: str | None, job_id: int) -> str:
 def join_command(args: Sequence[str]) -> str:
     """Join COMMAND arguments into one shell command string, as Kaldi's run.pl does.
 
-    A single argument is used verbatim; otherwise arguments without whitespace are kept verbatim
-    (so escaped shell operators such as ``\\|`` work) and the others are shell-quoted.
+    An argument without whitespace is kept verbatim (so escaped shell operators such as ``\\|``
+    work); one with whitespace is put in double quotes, or in single quotes if it holds a double
+    quote (run.pl's rule: the job's shell still expands ``$VAR`` in double quotes). A single
+    argument is used verbatim as the whole shell command: a convenience run.pl does not have (it
+    would quote it into one word).
     """
     if not args:
         raise RunnerError("no command given")
     if len(args) == 1:
         return args[0]
-    return " ".join(a if a and not any(c.isspace() for c in a) else shlex.quote(a) for a in args)
+    return " ".join(_quoted_like_run_pl(a) for a in args)
+
+
+def _quoted_like_run_pl(arg: str) -> str:
+    if arg and not any(c.isspace() for c in arg):
+        return arg
+    return f"'{arg}'" if '"' in arg else f'"{arg}"'
+
+
+#: GridEngine-style single-dash options run.pl accepts: how many values each takes (others take one)
+_SINGLE_DASH_VALUES = {"-V": 0, "-pe": 2}
 
 
 def canonical_option(name: str) -> str:
@@ -104,50 +116,72 @@ def canonical_option(name: str) -> str:
 
 
 def parse_command_line(
-    argv: Sequence[str], prog: str, known_options: Iterable[str] | None = None, allow_any: bool = False
+    argv: Sequence[str],
+    prog: str,
+    known_options: Iterable[str] | None = None,
+    allow_any: bool = False,
+    ignore_unknown: bool = False,
 ) -> JobSpec:
-    """Parse ``[options] [VAR=START:END] LOGFILE COMMAND...`` into a :class:`JobSpec`.
+    """Parse ``[options] [VAR=START:END] [options] LOGFILE COMMAND...`` into a :class:`JobSpec`.
 
-    ``known_options`` are the accepted canonical option names (default :data:`COMMON_OPTIONS`); with
-    ``allow_any`` every name is accepted (the caller checks them later, see :func:`check_known`).
-    The values of the common options are checked by :func:`validate_options`.
+    As Kaldi's run.pl: options may come before and after the job range; ``--max-jobs-run N`` (or
+    GridEngine's ``-tc N``) given twice keeps the smallest; other single-dash options (``-V``,
+    ``-pe smp 4``, ``-q all.q``) are queue options, ignored with a warning; a range must start at
+    1 or more. ``known_options`` are the accepted canonical option names (default
+    :data:`COMMON_OPTIONS`); with ``allow_any`` every name is accepted (the caller checks them
+    later, see :func:`check_known`); with ``ignore_unknown`` an unknown ``--NAME VALUE`` is dropped,
+    as run.pl drops the queue options it does not use (ESPnet passes ``--name``). The values of the
+    common options are checked by :func:`validate_options`.
     """
     known = set(COMMON_OPTIONS if known_options is None else known_options)
     args = list(argv)
     options: dict[str, str] = {}
-    while args and args[0].startswith("--"):
-        raw = args.pop(0)
-        if raw == "--":
-            break
-        if "=" in raw:
-            name, value = raw[2:].split("=", 1)
-        else:
-            name = raw[2:]
-            if not args:
-                raise RunnerError(f"option {raw} needs a value")
-            value = args.pop(0)
-        key = canonical_option(name)
-        if not key or not (allow_any or key in known):
-            check_known({key: value}, known)
-        options[key] = value
     var: str | None = None
     start = end = 1
-    if args and (m := _RANGE_RE.match(args[0])):
-        var, start, end = m.group(1), int(m.group(2)), int(m.group(3))
-        args.pop(0)
-        if start > end:
-            raise RunnerError(f"invalid job range {m.group(0)}: start > end")
-    elif args and (m := _SINGLE_RE.match(args[0])):
-        var, start = m.group(1), int(m.group(2))
-        end = start
-        args.pop(0)
+    for _ in range(2):  # options, the job range, options again
+        while args and args[0].startswith("-"):
+            raw = args.pop(0)
+            if raw == "--":
+                break
+            if not raw.startswith("--"):
+                _single_dash_option(raw, args, options, prog)
+                continue
+            if "=" in raw:
+                name, value = raw[2:].split("=", 1)
+            else:
+                name = raw[2:]
+                if not args:
+                    raise RunnerError(f"option {raw} needs a value")
+                value = args.pop(0)
+            key = canonical_option(name)
+            if not key or not (allow_any or key in known):
+                if ignore_unknown and key:
+                    logger.debug("ignoring %s %s (a queue option this runner does not use)", raw, value)
+                    continue
+                check_known({key: value}, known)
+            if key == "max_jobs_run" and "max_jobs_run" in options and value.isdigit():
+                value = str(min(int(value), int(options[key]))) if options[key].isdigit() else value
+            options[key] = value
+        if var is None and args and (m := _RANGE_RE.match(args[0])):
+            var, start, end = m.group(1), int(m.group(2)), int(m.group(3))
+            args.pop(0)
+            if start > end:
+                raise RunnerError(f"invalid job range {m.group(0)}: start > end")
+            if start < 1:
+                raise RunnerError(f"invalid job range {m.group(0)}: it must start at 1 or more (as Kaldi's run.pl)")
+        elif var is None and args and (m := _SINGLE_RE.match(args[0])):
+            var, start = m.group(1), int(m.group(2))
+            end = start
+            args.pop(0)
+            if start < 1:
+                raise RunnerError(f"invalid job {m.group(0)}: it must be 1 or more (as Kaldi's run.pl)")
     if len(args) < 2:
         raise RunnerError(
             f"usage: {prog} [options] [JOB=1:N] LOGFILE COMMAND... (got {len(args)} argument(s) after the options)"
         )
     logfile = args.pop(0)
     if _RANGE_RE.match(logfile) or _SINGLE_RE.match(logfile):
-        raise RunnerError(f"the job range {logfile} must come right after the options, before LOGFILE")
+        raise RunnerError(f"the job range {logfile} must come before LOGFILE")
     if var is not None and end > start and var not in logfile:
         raise RunnerError(
             f"you are running {end - start + 1} jobs ({var}={start}:{end}) "
@@ -156,6 +190,22 @@ def parse_command_line(
     spec = JobSpec(logfile=logfile, command=join_command(args), var=var, start=start, end=end, options=options)
     validate_options(spec.options)
     return spec
+
+
+def _single_dash_option(raw: str, args: list[str], options: dict[str, str], prog: str) -> None:
+    """A GridEngine-style option: ``-tc N`` is ``--max-jobs-run N``; the others are ignored."""
+    count = _SINGLE_DASH_VALUES.get(raw, 1)
+    if len(args) < count:
+        raise RunnerError(f"option {raw} needs {count} value(s)")
+    values = [args.pop(0) for _ in range(count)]
+    if raw == "-tc":
+        current = options.get("max_jobs_run")
+        value = values[0]
+        if current is not None and current.isdigit() and value.isdigit():
+            value = str(min(int(value), int(current)))
+        options["max_jobs_run"] = value
+        return
+    logger.warning("%s: ignoring %s (a GridEngine queue option)", prog, " ".join([raw, *values]))
 
 
 def check_known(options: dict[str, str], known: Iterable[str], where: str = "") -> None:
@@ -192,11 +242,15 @@ def date_string() -> str:
 
 
 def log_header(command: str) -> str:
-    return f"# {command}\n# Started at {date_string()}\n"
+    """The first lines of a job's log, as Kaldi's run.pl writes them."""
+    return f"# {command}\n# Started at {date_string()}\n#\n"
 
 
 def log_footer(seconds: float, threads: int, rc: int) -> str:
-    return f"# Accounting: time={int(round(seconds))} threads={threads}\n# Ended (code {rc}) at {date_string()}\n"
+    """The last lines of a job's log, as Kaldi's run.pl writes them."""
+    t = int(round(seconds))
+    ended = f"# Ended (code {rc}) at {date_string()}, elapsed time {t} seconds\n"
+    return f"# Accounting: time={t} threads={threads}\n" + ended
 
 
 def failure_message(prog: str, spec: JobSpec, codes: dict[int, int | None]) -> str | None:

@@ -2,8 +2,12 @@
 
 Usage::
 
-    run.py [--max-jobs-run N] [--num-threads N] [--mem M] [--gpu G] [--time T] [--config F] \\
-        [JOB=1:N] LOGFILE COMMAND...
+    run.py [--max-jobs-run N | -tc N] [--num-threads N] [--mem M] [--gpu G] [--time T] [--config F] \\
+        [JOB=1:N] [options] LOGFILE COMMAND...
+
+Command lines are read as Kaldi's ``run.pl`` reads them (see
+:func:`espnet_fastadasp.runners.common.parse_command_line`): other queue options (ESPnet's
+``--name``, GridEngine's ``-V``, ``-q all.q``) are accepted and dropped.
 
 Runs the jobs in parallel, at most ``--max-jobs-run`` at a time (default: the number of CPUs). Each
 job runs ``bash -c COMMAND`` in the current directory with stdin from /dev/null, in the runner's own
@@ -181,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        spec = parse_command_line(argv, PROG)
+        spec = parse_command_line(argv, PROG, ignore_unknown=True)
     except RunnerError as e:
         error(PROG, str(e))
         return 1

@@ -266,7 +266,7 @@ def batch_script(
     lines += [
         'rm -f "${marker}"',
         'mkdir -p "$(dirname "${log}")"',
-        '{ printf \'# %s\\n\' "${cmd}"; printf \'# Started at %s\\n\' "$(date)"; } > "${log}"',
+        '{ printf \'# %s\\n\' "${cmd}"; printf \'# Started at %s\\n#\\n\' "$(date)"; } > "${log}"',
         "start=$(date +%s)",
         f"alive={q(str(heartbeat_path(spec)))}",
         'bash -c "${cmd}" < /dev/null >> "${log}" 2>&1 &',
@@ -286,7 +286,8 @@ def batch_script(
         "rc=$?",
         "end=$(date +%s)",
         f'printf \'# Accounting: time=%s threads={threads_of(spec)}\\n\' "$((end - start))" >> "${{log}}"',
-        'printf \'# Ended (code %s) at %s\\n\' "${rc}" "$(date)" >> "${log}"',
+        "printf '# Ended (code %s) at %s, elapsed time %s seconds\\n' \\",
+        '    "${rc}" "$(date)" "$((end - start))" >> "${log}"',
         'echo "${rc}" > "${marker}.tmp.$$" && mv -f "${marker}.tmp.$$" "${marker}"',
         'exit "${rc}"',
         "",
