@@ -19,7 +19,7 @@ a cache that already held entries), the model's own function runs and the sums a
 after it from the same queries and keys (:func:`attention_received`).
 
 :class:`AttentionSwap` is the one mechanism for pointing attention modules at one of our
-registered functions and back; the per-module state such a function needs (a recorder, a
+registered functions and back; the per-module state such a function needs (a ``ReducingAttention``, a
 shared-prompt cache layer) is kept here, keyed by module, not as attributes on the modules.
 """
 
@@ -209,8 +209,7 @@ class ReducingAttention:
     the model's own function; on CPU without padding from two passes of the fused CPU kernel
     (:func:`attention_with_received_lse`); elsewhere from one blocked pass that also gives the
     output (:func:`attention_with_received`), or after the model's own function where that pass
-    does not apply. Measured on CPU (benchmarks/README.md): the two fused passes cost about 2x the
-    model's causal SDPA, the blocked pass about 3.5x.
+    does not apply. What each path costs is measured by ``benchmarks/received_paths.py``.
     """
 
     base: Callable[..., Any]

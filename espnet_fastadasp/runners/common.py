@@ -159,9 +159,7 @@ def parse_command_line(
                     logger.debug("ignoring %s %s (a queue option this runner does not use)", raw, value)
                     continue
                 check_known({key: value}, known)
-            if key == "max_jobs_run" and "max_jobs_run" in options and value.isdigit():
-                value = str(min(int(value), int(options[key]))) if options[key].isdigit() else value
-            options[key] = value
+            _set_option(options, key, value)
         if var is None and args and (m := _RANGE_RE.match(args[0])):
             var, start, end = m.group(1), int(m.group(2)), int(m.group(3))
             args.pop(0)
@@ -192,6 +190,14 @@ def parse_command_line(
     return spec
 
 
+def _set_option(options: dict[str, str], key: str, value: str) -> None:
+    """Set ``key``; a second ``--max-jobs-run`` (or ``-tc``) keeps the smaller limit, as run.pl does."""
+    current = options.get(key)
+    if key == "max_jobs_run" and current is not None and current.isdigit() and value.isdigit():
+        value = str(min(int(value), int(current)))
+    options[key] = value
+
+
 def _single_dash_option(raw: str, args: list[str], options: dict[str, str], prog: str) -> None:
     """A GridEngine-style option: ``-tc N`` is ``--max-jobs-run N``; the others are ignored."""
     count = _SINGLE_DASH_VALUES.get(raw, 1)
@@ -199,11 +205,7 @@ def _single_dash_option(raw: str, args: list[str], options: dict[str, str], prog
         raise RunnerError(f"option {raw} needs {count} value(s)")
     values = [args.pop(0) for _ in range(count)]
     if raw == "-tc":
-        current = options.get("max_jobs_run")
-        value = values[0]
-        if current is not None and current.isdigit() and value.isdigit():
-            value = str(min(int(value), int(current)))
-        options["max_jobs_run"] = value
+        _set_option(options, "max_jobs_run", values[0])
         return
     logger.warning("%s: ignoring %s (a GridEngine queue option)", prog, " ".join([raw, *values]))
 
