@@ -3,8 +3,8 @@
 Why: ``generate`` reads the logits of the last position only, but models whose forward has no
 ``logits_to_keep`` (Qwen2-Audio's does not) project every prompt position through the LM head
 first: at Qwen2-Audio-7B's shape and 240 s of audio that is 6,056 x 156,032 float32 logits
-(3.8 GB) and 7.7 TFLOPs of matmul (6,056 x 4,096 x 156,032 x 2) thrown away. The LM head is position-wise, so the last
-position's logits are the same whether or not the others are computed.
+(3.8 GB) and 7.7 TFLOPs of matmul (6,056 x 4,096 x 156,032 x 2) thrown away. The LM head is
+position-wise, so the last position's logits are the same whether or not the others are computed.
 
 Switched on per call by the context manager (Speech2Text, the shared prompt and the benchmark
 use it around ``generate``); outside it the model is untouched, so a user's own forward call
