@@ -25,7 +25,6 @@ install_requires = [
     "kaldiio",
     "soundfile",
     "sacrebleu>=2.4",
-    "jiwer>=3.0",
     "whisper-normalizer",
     "matplotlib",
     "scipy",

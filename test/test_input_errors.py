@@ -330,8 +330,9 @@ def test_skip_bad_utterances_decodes_the_rest_and_merges(checkpoint, tmp_path):
     assert sorted(skipped) == ["blip", "cut", "gone", "twice"] and "truncated WAV" in skipped["cut"]
     # the merge accepts exactly the listed keys as absent, and passes the list on
     keys = list(read_key_value(d / "wav.scp"))
-    merge_outputs([out / "1best_recog"], keys, tmp_path / "merged" / "1best_recog", ["text", "cost"])
+    merge_outputs([out / "1best_recog"], keys, tmp_path / "merged", ["text", "cost"])
     assert sorted(read_key_value(tmp_path / "merged" / "skipped_utterances")) == sorted(skipped)
+    assert sorted(read_key_value(tmp_path / "merged" / "text")) == ["u0", "u1", "u2"]
     (out / "skipped_utterances").write_text("gone x\n")
     with pytest.raises(ValueError, match=r"3 key\(s\) missing: blip, cut, twice"):
-        merge_outputs([out / "1best_recog"], keys, tmp_path / "merged2" / "1best_recog", ["text", "cost"])
+        merge_outputs([out / "1best_recog"], keys, tmp_path / "merged2", ["text", "cost"])

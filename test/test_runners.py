@@ -268,19 +268,52 @@ def test_split_scp_too_many_parts():
         split_mod.split_scp(["a 1", "b 2", "c 3"], 4)
 
 
-def test_split_scp_by_speaker():
-    utt2spk = {f"s{s}_u{u}": f"s{s}" for s, n in enumerate([3, 1, 1, 4, 1]) for u in range(n)}
-    lines = [f"{k} v" for k in utt2spk]
-    parts = split_mod.split_scp_by_speaker(lines, 3, utt2spk)
+def _speaker_lines(spec):
+    lines = [f"{spk}-u{u} v" for spk, count in spec for u in range(count)]
+    return lines, {line.split()[0]: line.split("-")[0] for line in lines}
+
+
+# (speakers with their utterance counts, parts) -> part sizes, as Kaldi's split_scp.pl --utt2spk
+# makes them (each case run through Kaldi's script, 2026-12-02)
+KALDI_SPEAKER_SPLITS = [
+    ([("s0", 3), ("s1", 1), ("s2", 1), ("s3", 4), ("s4", 1)], 3, [4, 5, 1]),
+    ([("a", 10), ("b", 1), ("c", 1), ("d", 1)], 2, [10, 3]),
+    ([("a", 1), ("b", 1), ("c", 1), ("d", 1), ("e", 6)], 3, [2, 2, 6]),
+    ([(f"s{i:02d}", (i * 7) % 5 + 1) for i in range(11)], 4, [9, 7, 8, 7]),
+]
+
+
+@pytest.mark.parametrize("spec, n, sizes", KALDI_SPEAKER_SPLITS)
+def test_split_scp_by_speaker_as_kaldi(spec, n, sizes):
+    lines, utt2spk = _speaker_lines(spec)
+    parts = split_mod.split_scp_by_speaker(lines, n, utt2spk)
+    assert [len(p) for p in parts] == sizes
     assert [line for p in parts for line in p] == lines
-    for p in parts:
-        assert p
     speakers = [{utt2spk[line.split()[0]] for line in p} for p in parts]
-    assert not set.intersection(*speakers)
-    with pytest.raises(ValueError, match="not contiguous"):
-        split_mod.split_scp_by_speaker(lines[1:] + lines[:1], 2, utt2spk)
-    with pytest.raises(ValueError, match="5 speakers into 6 parts"):
-        split_mod.split_scp_by_speaker(lines, 6, utt2spk)
+    assert sum(len(s) for s in speakers) == len(spec), "no speaker in two parts"
+
+
+def test_split_scp_by_speaker_regroups_as_kaldi():
+    """A speaker's lines are gathered from wherever they are (Kaldi regroups, it does not refuse)."""
+    lines = ["a1 x", "b1 x", "a2 x", "c1 x", "b2 x"]
+    utt2spk = {"a1": "a", "a2": "a", "b1": "b", "b2": "b", "c1": "c"}
+    assert split_mod.split_scp_by_speaker(lines, 2, utt2spk) == [["a1 x", "a2 x"], ["b1 x", "b2 x", "c1 x"]]
+    with pytest.raises(ValueError, match="3 speakers into 4 parts"):
+        split_mod.split_scp_by_speaker(lines, 4, utt2spk)
+    with pytest.raises(ValueError, match="no utterance d1 in utt2spk"):
+        split_mod.split_scp_by_speaker([*lines, "d1 x"], 2, utt2spk)
+
+
+def test_split_scp_one_job(tmp_path, capsys):
+    """Kaldi's ``-j NUM_JOBS JOB_ID [--one-based]``: only that part, to the output or stdout."""
+    scp = tmp_path / "in.scp"
+    scp.write_text("a1 x\nb1 x\na2 x\nc1 x\nb2 x\n")
+    assert split_mod.main(["-j", "3", "1", "--one-based", str(scp)]) == 0
+    assert capsys.readouterr().out == "a1 x\nb1 x\n"
+    assert split_mod.main(["-j", "3", "2", str(scp), str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o").read_text() == "b2 x\n"
+    with pytest.raises(SystemExit):
+        split_mod.main(["-j", "3", "3", str(scp)])
 
 
 def test_split_scp_cli(tmp_path):
@@ -296,7 +329,7 @@ def test_split_scp_cli(tmp_path):
     assert str(scp) in res.stderr and "5 lines into 6 parts" in res.stderr
     utt2spk = tmp_path / "utt2spk"
     utt2spk.write_text("u0 a\nu1 a\nu2 a\nu3 b\nu4 c\n")
-    assert split_mod.main(["--utt2spk", str(utt2spk), str(scp), *outs]) == 0
+    assert split_mod.main([f"--utt2spk={utt2spk}", str(scp), *outs]) == 0  # Kaldi's spelling
     assert Path(outs[0]).read_text().count("\n") == 3
 
 

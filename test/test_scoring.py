@@ -178,16 +178,18 @@ def test_accuracy_and_uar_imbalanced():
 def test_cli_asr_end_to_end(tmp_path):
     ref = write(tmp_path / "ref", ["s the cat sat", "i a b", "d a b c d"])
     hyp = write(tmp_path / "hyp", ["s the dog sat", "i a b c", "d a b d"])
-    out = tmp_path / "score"
+    out = tmp_path / "decode"
     res = score_cli.main(["--task", "asr", "--ref", str(ref), "--hyp", str(hyp), "--output_dir", str(out)])
-    saved = json.loads((out / "score.json").read_text())
+    saved = json.loads((out / "score" / "score.json").read_text())
     assert saved == json.loads(json.dumps(res))
     assert set(saved) == {"task", "metrics", "details", "num_utts"}
     assert saved["task"] == "asr" and saved["num_utts"] == 3
     assert set(saved["metrics"]) == {"wer", "cer"}
     assert saved["metrics"]["wer"] == pytest.approx(100 / 3)
-    assert (out / "result.txt").is_file() and (out / "result_cer.txt").is_file()
-    assert "id: (s)" in (out / "result_cer.txt").read_text()
+    for unit in ("score_wer", "score_cer"):
+        assert {p.name for p in (out / unit).iterdir()} == {"ref.trn", "hyp.trn", "result.txt"}
+    assert "id: (s)" in (out / "score_cer" / "result.txt").read_text()
+    assert (out / "score_cer" / "hyp.trn").read_text().splitlines()[0] == "t h e <space> d o g <space> s a t\t(s)"
 
 
 def test_cli_st_and_cls(tmp_path):
@@ -195,7 +197,9 @@ def test_cli_st_and_cls(tmp_path):
     hyp = write(tmp_path / "hyp", ["1 The cat sat on the mat", "2 hello there my friend"])
     r = score_cli.main(["--task", "st", "--ref", str(ref), "--hyp", str(hyp), "--output_dir", str(tmp_path / "st")])
     assert set(r["metrics"]) == {"bleu", "bleu_lc", "chrf"}
-    assert json.loads((tmp_path / "st" / "score.json").read_text())["metrics"]["bleu_lc"] == pytest.approx(100.0)
+    assert json.loads((tmp_path / "st" / "score" / "score.json").read_text())["metrics"]["bleu_lc"] == pytest.approx(
+        100.0
+    )
 
     ref = write(tmp_path / "lab", ["1 happy", "2 sad", "3 sad"])
     hyp = write(tmp_path / "pred", ["1 Happy.", "2 sounds neutral", "3 sad"])

@@ -126,9 +126,15 @@ def test_data_dirs_well_formed(runs):
             lines = (d / f).read_text().splitlines()
             tables[f] = dict(line.split(" ", 1) for line in lines)
             assert list(tables[f]) == sorted(tables[f]), f"{d / f} not sorted"
-        keys = [synth.utterance_id(task, split, i) for i in range(SPLITS[split])]
+        meta = [json.loads(line) for line in (d / "meta.jsonl").read_text().splitlines()]
+        # Kaldi's convention: the speaker id, a dash, then the utterance's own id; sorted bytewise
+        keys = sorted(
+            f"{synth.speaker_id(m['voices'])}-{synth.utterance_id(task, split, m['index'])}" for m in meta
+        )
+        assert sorted(m["index"] for m in meta) == list(range(SPLITS[split]))
         for f, table in tables.items():
             assert list(table) == keys, f"{d / f}"
+        assert all(tables["utt2spk"][k] == k.split("-", 1)[0] and "-" not in tables["utt2spk"][k] for k in keys)
         assert all(p == synth.prompt_template(task) and "{audio}" in p for p in tables["prompt"].values())
         for key, path in tables["wav.scp"].items():
             assert Path(path).is_absolute() and Path(path) == root.resolve() / "wav" / name / f"{key}.wav"
@@ -138,7 +144,6 @@ def test_data_dirs_well_formed(runs):
             assert abs(float(tables["utt2dur"][key]) - info.duration) < 1e-3
         spk2utt = {u for line in (d / "spk2utt").read_text().splitlines() for u in line.split()[1:]}
         assert spk2utt == set(keys)
-        meta = [json.loads(line) for line in (d / "meta.jsonl").read_text().splitlines()]
         assert [m["utt"] for m in meta] == keys
         assert all(m["text"] == tables["text"][m["utt"]] for m in meta)
 

@@ -15,7 +15,6 @@ REQUIRED = [
     "kaldiio",
     "soundfile",
     "sacrebleu",
-    "jiwer",
     "whisper_normalizer",
     "sentencepiece",
     "matplotlib",
@@ -52,6 +51,13 @@ def main() -> int:
     for prog, why in PROGRAMS.items():
         path = shutil.which(prog)
         print(f"  [{'x' if path else ' '}] {prog} {path or '-'} (optional: {why})")
+    try:
+        from espnet_fastadasp.evaluation.sclite import find_sclite
+
+        path = find_sclite()
+        print(f"  [{'x' if path else ' '}] sclite {path or '-'} (optional: the WER/CER scorer of record; Debian: sctk)")
+    except Exception:  # noqa: BLE001 - reported as missing above
+        pass
     try:
         import torch
 

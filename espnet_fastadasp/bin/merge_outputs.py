@@ -1,10 +1,11 @@
 """Merge the per-job outputs of a decode dir, checking that every key appears exactly once.
 
     python -m espnet_fastadasp.bin.merge_outputs --key_file data/test/wav.scp \\
-        --output_dir exp/decode/test/1best_recog exp/decode/test/logdir/output.*/1best_recog
+        --output_dir exp/decode/test exp/decode/test/logdir/output.*/1best_recog
 
 Exits non-zero, naming the missing, duplicated or unknown keys, and writes nothing when the
-parts do not cover the data exactly once (a recipe then never marks the dir done).
+parts do not cover the data exactly once (a recipe then never marks the dir done). The merged
+``text`` lands where ESPnet's scripts read a decode dir's hypotheses (``<decode dir>/text``).
 """
 
 from __future__ import annotations

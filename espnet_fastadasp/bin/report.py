@@ -4,9 +4,13 @@
         --test_sets "test_clean test_other" --output RESULTS.md --plot exp/.../tradeoff.png
 
 Reads ``<exp_dir>/decode_<setting>/<test_set>/score/score.json`` (from ``bin/score.py``) and the
-per-utterance ``1best_recog/cost`` lines (from ``bin/inference.py``). The achieved FLOPs
-reduction of a setting is counted over the whole test set, ``1 - sum(reduced) / sum(full)``,
+per-utterance ``cost`` lines beside the merged ``text`` (from ``bin/inference.py``). The achieved
+FLOPs reduction of a setting is counted over the whole test set, ``1 - sum(reduced) / sum(full)``,
 from the real per-layer token counts; the KV reduction is the mean over utterances.
+
+For ASR it appends the WER/CER tables exactly as ESPnet's ``show_asr_result.sh`` prints them from
+the ``score_wer/`` and ``score_cer/`` result.txt files (rows ``decode_<setting>/<test_set>``, the
+Sum/Avg line's fields), so both read the same numbers.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ def collect(exp_dir: Path, test_sets: Sequence[str], default_task: str) -> list[
             if not score.is_file():
                 continue
             data = json.loads(score.read_text())
-            flops, kv = read_cost(decode_dir / dset / "1best_recog" / "cost")
+            flops, kv = read_cost(decode_dir / dset / "cost")
             family, amount = split_tag(tag)
             row = rows.setdefault(tag, Row(tag, family, amount))
             row.cells[dset] = Cell(data.get("task", default_task), data["metrics"], flops, kv, data.get("num_utts", 0))
@@ -147,6 +151,33 @@ def markdown(rows: list[Row], task: str, test_sets: Sequence[str], model: str | 
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def espnet_asr_tables(exp_dir: Path) -> list[str]:
+    """The WER/CER/TER section ESPnet's ``show_asr_result.sh`` prints for ``exp_dir``: for each
+    ``<exp_dir>/*/*/score_<type>/result.txt`` (C-sorted, as the shell's glob under ``LC_ALL=C``),
+    the dataset ``<decode dir>/<test set>`` and the fields of its Sum/Avg line."""
+    results = sorted(exp_dir.glob("*/*/score_*/result.txt"), key=lambda p: str(p).encode())
+    if not results:
+        return []
+    lines = [f"## {exp_dir}"]
+    for kind in ("wer", "cer", "ter"):
+        lines += [
+            f"### {kind.upper()}",
+            "",
+            "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        found = [p for p in results if p.parent.name == f"score_{kind}"]
+        for path in found:
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                if "Avg" in line:
+                    fields = line.replace("Sum/Avg", "").replace("|", " ").split()
+                    dataset = f"{path.parent.parent.parent.name}/{path.parent.parent.name}"
+                    lines.append("|" + "|".join([dataset, *fields]) + "|")
+        if found:  # the script prints its blank line only after rows
+            lines.append("")
+    return lines
 
 
 #: Legend suffix of a family drawn against its KV-cache reduction (it saves no prefill FLOPs).
@@ -232,6 +263,13 @@ def main(cmd: Sequence[str] | None = None) -> None:
     title = args.title or f"Results: {exp_dir.name} ({args.task})"
     text = markdown(rows, args.task, test_sets, args.model, title)
     text += f"\n![trade-off]({plot_path})\n"
+    espnet = espnet_asr_tables(exp_dir)
+    if espnet:
+        text += (
+            "\n# ESPnet's tables\n\nAs `show_asr_result.sh` prints them from each decode dir's "
+            "`score_wer/result.txt` and `score_cer/result.txt` (sclite's reports where sclite is "
+            "installed): all decode dirs, by setting.\n\n" + "\n".join(espnet) + "\n"
+        )
     Path(args.output).write_text(text)
     plot(rows, args.task, test_sets, plot_path)
     logger.info("wrote %s and %s (%d settings)", args.output, plot_path, len(rows))

@@ -1,19 +1,22 @@
 """Score a decode against references: ASR (WER/CER), ST (BLEU/chrF) or classification (accuracy/UAR).
 
     python -m espnet_fastadasp.bin.score --task asr --ref data/test/text \\
-        --hyp exp/.../1best_recog/text --output_dir exp/.../score [--normalizer whisper_en|none]
+        --hyp exp/.../decode_none/test/text --output_dir exp/.../decode_none/test [--normalizer whisper_en|none]
     python -m espnet_fastadasp.bin.score --task st  --ref ... --hyp ... --output_dir ...
     python -m espnet_fastadasp.bin.score --task cls --ref ... --hyp ... --output_dir ... [--labels happy,sad]
 
 Both files are Kaldi-style ``<key> <text>``. Every reference needs a hypothesis unless
 --allow_missing (missing ones are then scored as empty); a hypothesis key that is not a reference
-key is always an error. Writes ``output_dir/score.json``::
+key is always an error. ``--output_dir`` is the decode dir; it gets ``score/score.json``::
 
     {"task": ..., "metrics": {...}, "details": {...}, "num_utts": N}
 
 with metrics ``wer``, ``cer`` (asr), ``bleu``, ``bleu_lc``, ``chrf`` (st) or ``accuracy``, ``uar``
-(cls), all in percent, and for asr the sclite-style ``result.txt`` (words) and ``result_cer.txt``
-(characters). See :mod:`espnet_fastadasp.evaluation.scoring` for the metrics and normalisation.
+(cls), all in percent, and for asr ESPnet's ``score_wer/`` and ``score_cer/`` (``ref.trn``,
+``hyp.trn``, ``result.txt``): sclite's report where sclite is installed, the scorer of record then
+(:mod:`espnet_fastadasp.evaluation.sclite`), else ours in its layout. Speakers come from
+``--utt2spk`` (default: the ``utt2spk`` beside ``--ref``). See
+:mod:`espnet_fastadasp.evaluation.scoring` for the metrics and normalisation.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from espnet_fastadasp.evaluation import scoring
+from espnet_fastadasp.evaluation import sclite, scoring
 
 logger = logging.getLogger("espnet_fastadasp.score")
 
@@ -41,8 +44,11 @@ def score(
     normalizer: str = "whisper_en",
     labels: Sequence[str] | None = None,
     allow_missing: bool = False,
+    utt2spk: str | Path | None = None,
+    scorer: str = "auto",
 ) -> dict[str, Any]:
-    """Score ``hyp`` against ``ref`` for ``task``, write the outputs to ``output_dir``, return score.json's dict."""
+    """Score ``hyp`` against ``ref`` for ``task``, write the outputs under the decode dir ``output_dir``,
+    return score.json's dict."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
     if labels is not None and task != "cls":
@@ -56,12 +62,12 @@ def score(
     if task == "asr":
         alignment = scoring.align_asr(refs, hyps, normalizer=normalizer, allow_missing=allow_missing)
         details = scoring.summarize_asr(alignment)
-        title = str(hyp)
-        scoring.write_sclite_result(output_dir / "result.txt", alignment.word, title=title, unit="word")
-        scoring.write_sclite_result(output_dir / "result_cer.txt", alignment.char, title=title, unit="char")
+        spk_file = Path(utt2spk) if utt2spk is not None else Path(ref).parent / "utt2spk"
+        speakers = scoring.read_text(spk_file) if spk_file.is_file() else None
+        details.update(write_asr_score_dirs(output_dir, alignment, speakers, scorer, details))
         summary = (
             f"WER {details['wer']:.2f}% CER {details['cer']:.2f}% SER {details['ser']:.2f}% "
-            f"({details['num_words']} words, normalizer={normalizer})"
+            f"({details['num_words']} words, normalizer={normalizer}, scorer {details['scorer']})"
         )
     elif task == "st":
         details = scoring.score_st(refs, hyps, allow_missing=allow_missing)
@@ -77,11 +83,68 @@ def score(
         "details": details,
         "num_utts": details["num_utts"],
     }
-    out = output_dir / "score.json"
+    out = output_dir / "score" / "score.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     missing = f", {details['num_missing']} missing" if details["num_missing"] else ""
     logger.info("%s: %s on %d utts%s -> %s", task, summary, result["num_utts"], missing, out)
     return result
+
+
+def write_asr_score_dirs(
+    decode_dir: Path,
+    alignment: scoring.AsrAlignment,
+    utt2spk: dict[str, str] | None,
+    scorer: str,
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    """``score_wer/`` and ``score_cer/`` as ESPnet's asr.sh writes them; returns what changes in
+    ``details``: the scorer, and sclite's counts and rates when sclite scored."""
+    path = sclite.find_sclite() if scorer in ("auto", "sclite") else None
+    if scorer == "sclite" and path is None:
+        raise RuntimeError(
+            "--scorer sclite: sclite not found ($SCLITE, PATH, /usr/lib/sctk/bin/sclite; Debian: apt-get install sctk)"
+        )
+    update: dict[str, Any] = {"scorer": f"sclite ({path})" if path else "builtin (sclite's weights and layout)"}
+    for unit, name, metric in (("word", "score_wer", "wer"), ("char", "score_cer", "cer")):
+        d = decode_dir / name
+        sclite.write_trn(d / "ref.trn", alignment.keys, alignment.ref_norm, unit, utt2spk)
+        sclite.write_trn(d / "hyp.trn", alignment.keys, alignment.hyp_norm, unit, utt2spk)
+        utts = alignment.word if unit == "word" else alignment.char
+        if path is None:
+            scoring.write_sclite_result(d / "result.txt", utts, title="hyp.trn", unit=unit, utt2spk=utt2spk)
+            continue
+        report = sclite.run_sclite(path, d / "ref.trn", d / "hyp.trn")
+        (d / "result.txt").write_text(report, encoding="utf-8")
+        counts = sclite.parse_sum_counts(report)
+        if counts is None:
+            raise RuntimeError(f"{d / 'result.txt'}: no counts summary in sclite's report")
+        rates = scoring.error_rates(
+            counts["num_utts"],
+            counts["num_ref"],
+            counts["hits"],
+            counts["sub"],
+            counts["del"],
+            counts["ins"],
+            counts["num_sent_err"],
+        )
+        ours = details[unit]
+        if (ours["sub"], ours["del"], ours["ins"]) != (rates["sub"], rates["del"], rates["ins"]):
+            logger.warning(
+                "%s: sclite's split S/D/I %d/%d/%d differs from the builtin %d/%d/%d (tie-breaking); sclite's is used",
+                d,
+                rates["sub"],
+                rates["del"],
+                rates["ins"],
+                ours["sub"],
+                ours["del"],
+                ours["ins"],
+            )
+        update[unit] = rates
+        update[metric] = rates["err_rate"]
+        if unit == "word":
+            update["ser"] = rates["sent_err_rate"]
+    return update
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -89,7 +152,19 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", required=True, choices=TASKS, help="asr: WER/CER, st: BLEU/chrF, cls: accuracy/UAR")
     parser.add_argument("--ref", required=True, type=Path, help="reference Kaldi-style text file")
     parser.add_argument("--hyp", required=True, type=Path, help="hypothesis Kaldi-style text file")
-    parser.add_argument("--output_dir", required=True, type=Path, help="where score.json (and result*.txt) go")
+    parser.add_argument(
+        "--output_dir",
+        required=True,
+        type=Path,
+        help="the decode dir: score/score.json and, for asr, score_wer/ and score_cer/ go there",
+    )
+    parser.add_argument("--utt2spk", default=None, type=Path, help="asr: speakers (default: utt2spk beside --ref)")
+    parser.add_argument(
+        "--scorer",
+        default="auto",
+        choices=("auto", "sclite", "builtin"),
+        help="asr: sclite where installed (auto), sclite or fail, or the builtin scorer",
+    )
     parser.add_argument(
         "--normalizer", default="whisper_en", choices=scoring.NORMALIZERS, help="ASR text normalisation"
     )

@@ -146,7 +146,7 @@ def merge_outputs(parts: Sequence[Path], keys: Sequence[str], out_dir: Path, nam
     """Join the per-job ``key value`` files of ``parts`` into ``out_dir``, sorted by key.
 
     Every key of ``keys`` must be in every file exactly once, across all parts, except the keys a
-    job listed as skipped (``<part>/../skipped_utterances``, merged into ``out_dir/..``); otherwise
+    job listed as skipped (``<part>/../skipped_utterances``, merged into ``out_dir``); otherwise
     nothing is written and the error names the missing, duplicated and unknown keys (so a stage
     that merges never marks an incomplete or doubled result done).
     """
@@ -184,7 +184,7 @@ def merge_outputs(parts: Sequence[Path], keys: Sequence[str], out_dir: Path, nam
     if problems:
         raise ValueError(f"cannot merge {len(parts)} job outputs into {out_dir}: " + "; ".join(problems))
     out_dir.mkdir(parents=True, exist_ok=True)
-    listing = out_dir.parent / SKIPPED
+    listing = out_dir / SKIPPED
     if skipped:
         listing.write_text("".join(f"{k} {skipped[k]}\n" for k in sorted(skipped, key=str.encode)), encoding="utf-8")
     else:

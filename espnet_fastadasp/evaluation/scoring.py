@@ -21,11 +21,13 @@ ASR (:func:`score_asr`)
     * ``"none"``: the text is used as is, apart from collapsing runs of whitespace.
 
     WER = 100 * (S + D + I) / N over the whole corpus, with S, D, I the substitutions, deletions
-    and insertions of a minimum edit distance alignment (computed by ``jiwer``) and N the number of
-    reference words. CER is the same on characters of the *same normalised text*; the space between
-    words counts as a character (shown as ``<space>`` in ``result_cer.txt``), as in ``jiwer.cer``
-    and ESPnet's character scoring. The sentence error rate (SER) is the percentage of utterances
-    with at least one error. When the references hold no token at all, N is taken as 1 so the
+    and insertions of a minimum-cost alignment with sclite's weights (substitution 4, insertion and
+    deletion 3: :func:`align_tokens`) and N the number of reference words. CER is the same on
+    characters of the *same normalised text*; the space between words counts as a character (shown
+    as ``<space>`` in ``score_cer``), as in ESPnet's character scoring. The sentence error rate
+    (SER) is the percentage of utterances with at least one error. Where sclite is installed, the
+    recipes' numbers are sclite's own (:mod:`espnet_fastadasp.evaluation.sclite`); these are the
+    fallback, with the same Sum/Avg line. When the references hold no token at all, N is taken as 1 so the
     rates stay finite.
 
     :func:`write_sclite_result` writes an sclite-style ``result.txt``: the summary table by speaker
@@ -59,6 +61,7 @@ All rates are percentages (0-100).
 from __future__ import annotations
 
 import logging
+import math
 import re
 import statistics
 import unicodedata
@@ -67,6 +70,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from espnet_fastadasp.evaluation.sclite import sclite_speaker, trn_id
 
 logger = logging.getLogger(__name__)
 
@@ -182,41 +187,76 @@ class UttAlignment:
         return sum(1 for o in self.ops if o[0] != "C")
 
 
+#: sclite's edit weights (SCTK's defaults: a substitution costs 4, an insertion or deletion 3), so
+#: that the Sub/Del/Ins split of an alignment here is the one sclite reports
+SCLITE_WEIGHTS = {"S": 4, "D": 3, "I": 3}
+
+
+def align_tokens(ref: Sequence[str], hyp: Sequence[str]) -> list[tuple[str, str | None, str | None]]:
+    """A minimum-cost alignment under :data:`SCLITE_WEIGHTS` as ``(op, ref_token, hyp_token)``.
+
+    Why not unit costs (jiwer, Levenshtein): with every edit costing 1, a substitution and an
+    insertion + deletion pair tie, and the split of the same total differs from sclite's, so tables
+    would not match published sclite/ESPnet ones. Among equal-cost paths each cell keeps the
+    predecessor sclite keeps, so the alignments are sclite's own.
+    """
+    n, m = len(ref), len(hyp)
+    w_s, w_d, w_i = SCLITE_WEIGHTS["S"], SCLITE_WEIGHTS["D"], SCLITE_WEIGHTS["I"]
+    cost = [[0] * (m + 1) for _ in range(n + 1)]
+    back = [[0] * (m + 1) for _ in range(n + 1)]  # 0: diagonal, 1: deletion, 2: insertion
+    for j in range(1, m + 1):
+        cost[0][j], back[0][j] = j * w_i, 2
+    for i in range(1, n + 1):
+        row, up, brow = cost[i], cost[i - 1], back[i]
+        row[0], brow[0] = i * w_d, 1
+        r = ref[i - 1]
+        for j in range(1, m + 1):
+            diag = up[j - 1] + (0 if r == hyp[j - 1] else w_s)
+            dele = up[j] + w_d
+            ins = row[j - 1] + w_i
+            # sclite's choice (net_dp.c, calculate_internal_cells): the diagonal if no worse than
+            # both, else a deletion if strictly cheaper than an insertion, else an insertion
+            if diag <= dele and diag <= ins:
+                row[j], brow[j] = diag, 0
+            elif dele < ins:
+                row[j], brow[j] = dele, 1
+            else:
+                row[j], brow[j] = ins, 2
+    ops: list[tuple[str, str | None, str | None]] = []
+    i, j = n, m
+    while i > 0 or j > 0:
+        step = back[i][j]
+        if step == 0:
+            ops.append(("C" if ref[i - 1] == hyp[j - 1] else "S", ref[i - 1], hyp[j - 1]))
+            i, j = i - 1, j - 1
+        elif step == 1:
+            ops.append(("D", ref[i - 1], None))
+            i -= 1
+        else:
+            ops.append(("I", None, hyp[j - 1]))
+            j -= 1
+    ops.reverse()
+    return ops
+
+
+def tokens(text: str, unit: Literal["word", "char"]) -> list[str]:
+    """Words (split on whitespace) or characters, the space between words included."""
+    if unit == "word":
+        return text.split()
+    if unit == "char":
+        return list(text)
+    raise ValueError(f"unit must be 'word' or 'char', got {unit!r}")
+
+
 def align(
     keys: Sequence[str], ref_texts: Sequence[str], hyp_texts: Sequence[str], unit: Literal["word", "char"] = "word"
 ) -> list[UttAlignment]:
-    """Minimum edit distance alignment of each pair with ``jiwer`` (words or characters).
-
-    Texts are split on whitespace for words; for characters every character counts, the single
-    space between words included (texts should be whitespace-collapsed, as :func:`normalize_asr`
-    does).
-    """
-    import jiwer
-
-    if unit == "word":
-        out = jiwer.process_words(list(ref_texts), list(hyp_texts))
-    elif unit == "char":
-        out = jiwer.process_characters(list(ref_texts), list(hyp_texts))
-    else:
-        raise ValueError(f"unit must be 'word' or 'char', got {unit!r}")
-    result = []
-    for key, ref, hyp, chunks in zip(keys, out.references, out.hypotheses, out.alignments, strict=True):
-        utt = UttAlignment(key)
-        for c in chunks:
-            r = ref[c.ref_start_idx : c.ref_end_idx]
-            h = hyp[c.hyp_start_idx : c.hyp_end_idx]
-            if c.type == "equal":
-                utt.ops.extend(("C", a, b) for a, b in zip(r, h, strict=True))
-            elif c.type == "substitute":
-                utt.ops.extend(("S", a, b) for a, b in zip(r, h, strict=True))
-            elif c.type == "delete":
-                utt.ops.extend(("D", a, None) for a in r)
-            elif c.type == "insert":
-                utt.ops.extend(("I", None, b) for b in h)
-            else:  # pragma: no cover - jiwer has only these four
-                raise RuntimeError(f"unexpected jiwer alignment type {c.type!r}")
-        result.append(utt)
-    return result
+    """:func:`align_tokens` of each pair, on words or characters (texts should be
+    whitespace-collapsed, as :func:`normalize_asr` makes them)."""
+    return [
+        UttAlignment(key, align_tokens(tokens(ref, unit), tokens(hyp, unit)))
+        for key, ref, hyp in zip(keys, ref_texts, hyp_texts, strict=True)
+    ]
 
 
 @dataclass
@@ -227,6 +267,9 @@ class AsrAlignment:
     char: list[UttAlignment]
     normalizer: str
     num_missing: int = 0
+    keys: list[str] = field(default_factory=list)
+    ref_norm: list[str] = field(default_factory=list)  # the normalised texts that were aligned
+    hyp_norm: list[str] = field(default_factory=list)
 
 
 def align_asr(
@@ -246,16 +289,23 @@ def align_asr(
         char=align(keys, ref_norm, hyp_norm, "char"),
         normalizer=normalizer,
         num_missing=num_missing,
+        keys=list(keys),
+        ref_norm=ref_norm,
+        hyp_norm=hyp_norm,
     )
 
 
 def _error_counts(utts: Sequence[UttAlignment]) -> dict[str, Any]:
     n = sum(u.num_ref for u in utts)
     c, s, d, i = (sum(u.count(op) for u in utts) for op in "CSDI")
+    return error_rates(len(utts), n, c, s, d, i, sum(1 for u in utts if u.num_errors))
+
+
+def error_rates(num_utts: int, n: int, c: int, s: int, d: int, i: int, snt_err: int) -> dict[str, Any]:
+    """The counts and rates of score.json's ``word`` / ``char`` entries, from corpus counts."""
     denom = max(n, 1)
-    snt_err = sum(1 for u in utts if u.num_errors)
     return {
-        "num_utts": len(utts),
+        "num_utts": num_utts,
         "num_ref": n,
         "hits": c,
         "sub": s,
@@ -266,7 +316,7 @@ def _error_counts(utts: Sequence[UttAlignment]) -> dict[str, Any]:
         "del_rate": 100.0 * d / denom,
         "ins_rate": 100.0 * i / denom,
         "corr_rate": 100.0 * c / denom,
-        "sent_err_rate": 100.0 * snt_err / max(len(utts), 1),
+        "sent_err_rate": 100.0 * snt_err / max(num_utts, 1),
         "num_sent_err": snt_err,
     }
 
@@ -309,7 +359,7 @@ def score_asr(
 # --------------------------------------------------------------------------------------------
 # sclite-style result.txt
 # --------------------------------------------------------------------------------------------
-def _fmt_pralign(utt: UttAlignment, unit: str) -> list[str]:
+def _fmt_pralign(utt: UttAlignment, unit: str, ident: str) -> list[str]:
     def show(tok: str) -> str:
         return SPACE_TOKEN if unit == "char" and tok == " " else tok
 
@@ -325,13 +375,19 @@ def _fmt_pralign(utt: UttAlignment, unit: str) -> list[str]:
         hyp_cols.append((h if h is not None else "*" * width).ljust(width))
         eval_cols.append(("" if op == "C" else op).ljust(width))
     return [
-        f"id: ({utt.key})",
+        f"id: ({ident})",
         "Scores: (#C #S #D #I) " + " ".join(str(utt.count(op)) for op in "CSDI"),
         ("REF:  " + " ".join(ref_cols)).rstrip(),
         ("HYP:  " + " ".join(hyp_cols)).rstrip(),
         ("Eval: " + " ".join(eval_cols)).rstrip(),
         "",
     ]
+
+
+def _f1(x: float) -> str:
+    """One decimal rounded half away from zero, as SCTK's ``F_ROUND`` does (6.25 -> 6.3; Python's
+    own formatting rounds half to even, 6.2)."""
+    return f"{math.copysign(math.floor(abs(x) * 10 + 0.5) / 10, x):.1f}"
 
 
 def format_sclite_result(
@@ -342,13 +398,15 @@ def format_sclite_result(
 ) -> str:
     """The text of an sclite-style ``result.txt`` (summary by speaker, then per-utterance alignments).
 
-    Speakers come from ``utt2spk``; without it all utterances are one speaker ``all``. The
-    ``# Wrd`` column counts reference tokens (characters when ``unit="char"``, as sclite does).
+    Utterance ids are ``<speaker>-<utt>`` with the speaker from ``utt2spk``, as in ESPnet's trn
+    files, and speakers are what sclite's ``-i rm`` reads from them (up to the first ``-``), so the
+    per-speaker rows are sclite's. The ``# Wrd`` column counts reference tokens (characters when
+    ``unit="char"``, as sclite does).
     """
     groups: OrderedDict[str, list[UttAlignment]] = OrderedDict()
+    idents = {u.key: trn_id(u.key, utt2spk) for u in utts}
     for u in utts:
-        spk = utt2spk.get(u.key, u.key) if utt2spk is not None else "all"
-        groups.setdefault(spk, []).append(u)
+        groups.setdefault(sclite_speaker(idents[u.key]), []).append(u)
     per_spk = {spk: _error_counts(us) for spk, us in groups.items()}
     total = _error_counts(utts)
     rate_keys = ("corr_rate", "sub_rate", "del_rate", "ins_rate", "err_rate", "sent_err_rate")
@@ -361,7 +419,7 @@ def format_sclite_result(
         return f"| {name:<{spk_w}} | {snt:>{snt_w}} {wrd:>{wrd_w}} | " + " ".join(f"{r:>5}" for r in rates) + " |"
 
     def count_row(name: str, st: Mapping[str, Any]) -> str:
-        return row(name, str(st["num_utts"]), str(st["num_ref"]), [f"{st[k]:.1f}" for k in rate_keys])
+        return row(name, str(st["num_utts"]), str(st["num_ref"]), [_f1(st[k]) for k in rate_keys])
 
     header = row("SPKR", "# Snt", "# Wrd", ["Corr", "Sub", "Del", "Ins", "Err", "S.Err"])
     inner = len(header) - 2
@@ -387,14 +445,14 @@ def format_sclite_result(
     for name, fn in stats_rows:
         vals = {k: fn([float(st[k]) for st in per_spk.values()]) for k in ("num_utts", "num_ref", *rate_keys)}
         lines.append(
-            row(name, f"{vals['num_utts']:.1f}", f"{vals['num_ref']:.1f}", [f"{vals[k]:.1f}" for k in rate_keys])
+            row(name, _f1(vals["num_utts"]), _f1(vals["num_ref"]), [_f1(vals[k]) for k in rate_keys])
         )
     lines += ["`" + "-" * inner + "'", "", ""]
 
     for spk, us in groups.items():
         lines += [f"Speaker sentences {list(groups).index(spk):3d}:  {spk}   #utts: {len(us)}"]
         for u in us:
-            lines += _fmt_pralign(u, unit)
+            lines += _fmt_pralign(u, unit, idents[u.key])
     return "\n".join(lines) + "\n"
 
 

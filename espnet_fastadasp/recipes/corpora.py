@@ -10,7 +10,7 @@
   lines). The usual 4-class set: neutral, happy (happy + excited), angry, sad.
 
 Every reader returns :class:`Utterance` records; :func:`write_data_dir` writes the Kaldi-style
-dir (``wav.scp text utt2spk spk2utt prompt`` plus any extra text fields), sorted by key.
+dir (``wav.scp text utt2spk spk2utt prompt`` plus any extra text fields), valid for Kaldi's tools.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from espnet_fastadasp.decoding.data import DataError
+from espnet_fastadasp.recipes.kaldi_dir import speaker_prefixed
+from espnet_fastadasp.recipes.kaldi_dir import write_data_dir as write_data_dir_tables
 
 IEMOCAP_4CLASS = {"neu": "neutral", "hap": "happy", "exc": "happy", "ang": "angry", "sad": "sad"}
 _IEMOCAP_LINE = re.compile(r"^\[(?P<start>[\d.]+) - (?P<end>[\d.]+)\]\t(?P<utt>\S+)\t(?P<emo>\S+)\t")
@@ -110,31 +112,24 @@ def iemocap(root: str | Path, sessions: Iterable[int]) -> list[Utterance]:
 
 
 def write_data_dir(utts: list[Utterance], out_dir: str | Path, prompt: str) -> Path:
-    """Write wav.scp, text, utt2spk, spk2utt and prompt (one template for all, with {audio})."""
+    """Write wav.scp, text, utt2spk, spk2utt and prompt (one template for all, with {audio}) as a
+    Kaldi-valid dir: utterance ids get their speaker id in front where they lack it (IEMOCAP's)."""
     if "{audio}" not in prompt:
         raise DataError(f"prompt {prompt!r} has no {{audio}} placeholder")
     if "\n" in prompt:
         raise DataError("a prompt must be one line; write line breaks as \\n")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    utts = sorted(utts, key=lambda u: u.key)
-    keys = [u.key for u in utts]
+    keys = [speaker_prefixed(u.key, u.speaker) for u in utts]
     if len(set(keys)) != len(keys):
         dup = sorted({k for k in keys if keys.count(k) > 1})
         raise DataError(f"duplicate utterance ids: {', '.join(dup[:5])}")
-    files = {"wav.scp": [], "text": [], "utt2spk": [], "prompt": []}
-    extra_names = sorted({n for u in utts for n in u.extra})
-    files.update({n: [] for n in extra_names})
-    spk2utt: dict[str, list[str]] = {}
-    for u in utts:
-        files["wav.scp"].append(f"{u.key} {u.audio}")
-        files["text"].append(f"{u.key} {' '.join(u.text.split())}")
-        files["utt2spk"].append(f"{u.key} {u.speaker}")
-        files["prompt"].append(f"{u.key} {prompt}")
-        for n in extra_names:
-            files[n].append(f"{u.key} {' '.join(u.extra.get(n, '').split())}")
-        spk2utt.setdefault(u.speaker, []).append(u.key)
-    for name, lines in files.items():
-        (out / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    (out / "spk2utt").write_text("".join(f"{s} {' '.join(v)}\n" for s, v in sorted(spk2utt.items())))
-    return out
+    tables: dict[str, dict[str, str]] = {"wav.scp": {}, "text": {}, "prompt": {}}
+    for n in sorted({n for u in utts for n in u.extra}):
+        tables[n] = {}
+    for key, u in zip(keys, utts, strict=True):
+        tables["wav.scp"][key] = u.audio
+        tables["text"][key] = " ".join(u.text.split())
+        tables["prompt"][key] = prompt
+        for n in tables:
+            if n not in ("wav.scp", "text", "prompt"):
+                tables[n][key] = " ".join(u.extra.get(n, "").split())
+    return write_data_dir_tables(out_dir, {k: u.speaker for k, u in zip(keys, utts, strict=True)}, tables)

@@ -51,6 +51,8 @@ import soundfile as sf
 from scipy.signal import resample_poly
 from tqdm import tqdm
 
+from espnet_fastadasp.recipes.kaldi_dir import speaker_prefixed, write_data_dir
+
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
@@ -333,33 +335,35 @@ def _synth(text: str, speaker: Mapping[str, Any]) -> np.ndarray:
     return x.astype(np.float32)
 
 
+def speaker_id(voices: Sequence[str]) -> str:
+    """The speaker id of an utterance: its voice, or both voices joined by ``_``, with the ``-`` of a
+    voice name (``en-us``) written ``_`` (sclite reads an utterance's speaker up to the first ``-``)."""
+    return "_".join(dict.fromkeys(v.replace("-", "_") for v in voices))
+
+
 def _write_one(index: int, task: str, split: str, seed: int, wordlist: Sequence[str], wav_dir: str) -> dict[str, Any]:
     audio, text, meta = make_utterance(task, split, index, seed, wordlist)
-    key = utterance_id(task, split, index)
+    spk = speaker_id(meta["voices"])
+    key = speaker_prefixed(utterance_id(task, split, index), spk)
     path = Path(wav_dir) / f"{key}.wav"
     sf.write(path, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    spk = "_".join(dict.fromkeys(meta["voices"]))  # one voice id, or both joined
     return {"key": key, "path": str(path), "text": text, "spk": spk, "dur": len(audio) / SAMPLE_RATE, "meta": meta}
 
 
 def _write_data_dir(d: Path, task: str, results: list[dict[str, Any]]) -> Path:
-    d.mkdir(parents=True, exist_ok=True)
-    results = sorted(results, key=lambda r: r["key"])
     prompt = prompt_template(task)
-    files = {
-        "wav.scp": [f"{r['key']} {r['path']}" for r in results],
-        "text": [f"{r['key']} {r['text']}" for r in results],
-        "utt2spk": [f"{r['key']} {r['spk']}" for r in results],
-        "prompt": [f"{r['key']} {prompt}" for r in results],
-        "utt2dur": [f"{r['key']} {r['dur']:.4f}" for r in results],
-        "meta.jsonl": [json.dumps({"utt": r["key"], "text": r["text"], **r["meta"]}, sort_keys=True) for r in results],
+    tables = {
+        "wav.scp": {r["key"]: r["path"] for r in results},
+        "text": {r["key"]: r["text"] for r in results},
+        "prompt": {r["key"]: prompt for r in results},
+        "utt2dur": {r["key"]: f"{r['dur']:.4f}" for r in results},
     }
-    spk2utt: dict[str, list[str]] = {}
-    for r in results:
-        spk2utt.setdefault(r["spk"], []).append(r["key"])
-    files["spk2utt"] = [f"{s} {' '.join(keys)}" for s, keys in sorted(spk2utt.items())]
-    for name, lines in files.items():
-        (d / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    write_data_dir(d, {r["key"]: r["spk"] for r in results}, tables)
+    meta = [
+        json.dumps({"utt": r["key"], "text": r["text"], **r["meta"]}, sort_keys=True)
+        for r in sorted(results, key=lambda r: r["key"].encode("utf-8"))
+    ]
+    (d / "meta.jsonl").write_text("".join(line + "\n" for line in meta), encoding="utf-8")
     return d
 
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages a feature needs (root, or sudo). Groups:
-#   test     what the test suite uses
+#   test     what the test suite uses (sctk: NIST sclite, the WER/CER scorer of record)
 #   slurm    a one-node Slurm (slurmctld, slurmd, munge) for the Slurm backend
 #   data     espeak-ng and sox, to synthesise the mini benchmark's speech
 set -euo pipefail
 
 declare -A groups=(
-    [test]="shellcheck sox"
+    [test]="shellcheck sox sctk"
     [slurm]="slurmctld slurmd slurm-client munge"
     [data]="espeak-ng sox"
 )

@@ -4,9 +4,12 @@
 #   1. data prep    local/data.sh -> data/<set>/{wav.scp,text,utt2spk,prompt[,segments]}
 #   2. data check   every utterance has audio, a reference and a prompt
 #   3. select layer (optional) the sparse layer by Transfer Entropy on --select_layer_set
-#   4. decode       one decode dir per (reduction setting, test set), split into nj jobs
-#   5. score        WER/CER (asr), BLEU (st), accuracy/UAR (cls)
-#   6. report       RESULTS.md and a plot of metric vs achieved FLOPs reduction
+#   4. decode       one decode dir per (reduction setting, test set), split into nj jobs; the merged
+#                   hypotheses in <decode dir>/text, as ESPnet's asr.sh leaves them
+#   5. score        WER/CER (asr: score_wer/, score_cer/ with ref.trn, hyp.trn and sclite's result.txt),
+#                   BLEU (st), accuracy/UAR (cls); every task: score/score.json
+#   6. report       RESULTS.md (with the WER/CER tables ESPnet's show_asr_result.sh makes) and a plot of
+#                   metric vs achieved FLOPs reduction
 set -euo pipefail
 
 log() {
@@ -202,8 +205,9 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
                         parts+=("${dir}/logdir/output.${n}/1best_recog")
                     done
                     # every key exactly once, or no merged output and no .done
+                    # into the decode dir itself, where ESPnet's scripts read <decode dir>/text
                     ${python} -m espnet_fastadasp.bin.merge_outputs --key_file "${key_file}" \
-                        --output_dir "${dir}/1best_recog" "${parts[@]}"
+                        --output_dir "${dir}" "${parts[@]}"
                     touch "${dir}/.done"
                 done
             done
@@ -223,8 +227,9 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         [ -f "data/${dset}/task" ] && _task=$(cat "data/${dset}/task")
         log "Stage 5: scoring ${dir} (${_task})"
         # shellcheck disable=SC2086
+        # -> score/score.json, and for asr ESPnet's score_wer/ and score_cer/ (sclite where installed)
         ${python} -m espnet_fastadasp.bin.score --task "${_task}" --ref "data/${dset}/text" \
-            --hyp "${dir}/1best_recog/text" --output_dir "${dir}/score" ${score_opts}
+            --utt2spk "data/${dset}/utt2spk" --hyp "${dir}/text" --output_dir "${dir}" ${score_opts}
     done
 fi
 
