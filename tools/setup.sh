@@ -9,9 +9,14 @@
 #   bash tools/setup.sh --no-venv      # install into the current Python and keep its own torch and
 #                                      # transformers (e.g. a GPU host's); nothing pinned there
 #   bash tools/setup.sh --unpinned     # newest releases setup.py allows, instead of the pins
+#   bash tools/setup.sh --espnet       # a second venv, tools/venv-espnet: ESPnet itself (espnet 202511,
+#                                      # torch 2.9.1 + torchaudio) beside this package, versions of
+#                                      # tools/constraints-espnet.txt; with --test, the test extras
+#                                      # for test/espnet (no Debian packages)
 #
 # Environment: TORCH_VERSION (default: the pinned one; torch is only installed when it is
-# missing), PYTHON (default python3), CONSTRAINTS (default tools/constraints.txt).
+# missing), PYTHON (default python3), CONSTRAINTS (default tools/constraints.txt, or
+# tools/constraints-espnet.txt with --espnet).
 set -euo pipefail
 
 tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,19 +27,30 @@ with_test=false
 pinned=true
 python=${PYTHON:-python3}
 constraints=${CONSTRAINTS:-${tools_dir}/constraints.txt}
+# --espnet: ESPnet 202511 pins setuptools<74 while the core venv's torch needs >= 77, so ESPnet
+# gets its own venv, with the torch it resolves beside and its own pins
+espnet=false
+venv_given=false
+torch_pins="${tools_dir}/constraints.txt"
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --test) with_test=true ;;
         --no-venv) use_venv=false; pinned=false ;;
         --unpinned) pinned=false ;;
-        --venv) venv=$2; shift ;;
+        --espnet) espnet=true ;;
+        --venv) venv=$2; venv_given=true; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "setup.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
     shift
 done
+if ${espnet}; then
+    ${venv_given} || venv="${tools_dir}/venv-espnet"
+    torch_pins="${tools_dir}/constraints-espnet.txt"
+    constraints=${CONSTRAINTS:-${torch_pins}}
+fi
 
 if ${use_venv}; then
     if [ ! -x "${venv}/bin/python" ]; then
@@ -49,14 +65,22 @@ if ${pinned}; then
     [ -f "${constraints}" ] || { echo "setup.sh: no constraints file ${constraints}" >&2; exit 2; }
     pin=(-c "${constraints}")
 fi
-torch_version=${TORCH_VERSION:-$(sed -n 's/^torch==//p' "${tools_dir}/constraints.txt")}
+torch_version=${TORCH_VERSION:-$(sed -n 's/^torch==//p' "${torch_pins}")}
+torch_pkgs=("torch==${torch_version}")
+torch_import="import torch"
+if ${espnet}; then
+    # torchaudio's release numbers follow torch's
+    torch_pkgs+=("torchaudio==${torch_version}")
+    torch_import="import torch, torchaudio"
+fi
 
-if ! "${python}" -c "import torch" 2>/dev/null; then
-    echo "== installing torch==${torch_version}"
-    "${pip[@]}" install "torch==${torch_version}"
+if ! "${python}" -c "${torch_import}" 2>/dev/null; then
+    echo "== installing ${torch_pkgs[*]}"
+    "${pip[@]}" install "${torch_pkgs[@]}"
 fi
 extras=""
 ${with_test} && extras="[test]"
+${espnet} && extras="[espnet${extras:+,test}]"
 if ${pinned}; then
     echo "== installing espnet_fastadasp${extras} (editable) with the versions of ${constraints#"${root}"/}"
 else
@@ -67,13 +91,13 @@ if ${pinned} && [ "${installed_torch}" != "$(sed -n 's/^torch==//p' "${constrain
     # another torch by choice (TORCH_VERSION, or one already there): keep it, pin everything else
     other=$(mktemp)
     trap 'rm -f "${other}"' EXIT
-    grep -v '^torch==' "${constraints}" > "${other}"
+    grep -v -E '^torch(audio)?==' "${constraints}" > "${other}"
     pin=(-c "${other}")
     echo "== keeping torch ${installed_torch} (the pinned one is $(sed -n 's/^torch==//p' "${constraints}"))"
 fi
 "${pip[@]}" install "${pin[@]}" -e "${root}${extras}"
 
-if ${with_test}; then
+if ${with_test} && ! ${espnet}; then
     # Debian packages: the shell linter and sox, Slurm for the real Slurm tests, espeak-ng for synthetic data
     bash "${tools_dir}/installers/install_debian.sh" test slurm data
 fi

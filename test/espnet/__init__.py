@@ -1,0 +1,1 @@
+"""Tests that need ESPnet itself (run in tools/venv-espnet; see conftest.py)."""
