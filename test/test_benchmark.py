@@ -229,6 +229,37 @@ def test_prompt_modes_measure_the_shared_prompt(tmp_path, tiny_model):
         bm.make_settings([4], [1], ["none"], start_layer=2, prompt_modes=["hf", "bogus"])
 
 
+def test_prompt_mode_static_measures_the_static_path(tmp_path, tiny_model):
+    """--prompt_modes static: generate_static's rows, its own step times, the prompt's KV once,
+    the floor counting the prompt part and the written generated slots."""
+    data = bm.benchmark(
+        tiny_model,
+        tmp_path,
+        audio_seconds=[4],
+        beams=[1, 3],
+        reductions=["none", "fastadasp_constant@0.3"],
+        prompt_modes=["hf", "static"],
+        new_tokens=3,
+        warmup=0,
+        repeats=1,
+        bandwidth_bytes=1 << 23,
+    )
+    rows = {(s["num_beams"], s["setting"]): s for s in data["settings"]}
+    for (_beams, tag), s in rows.items():
+        run = s["runs"][0]
+        assert s["error"] is None and run["new_tokens"] == 3 and run["decode_steps"] == 2, tag
+        assert (run["step_mode"] == "eager") == tag.endswith("+static") and run["step_ms_median"] > 0
+    for beams in (1, 3):
+        none, static = rows[beams, "none"]["summary"], rows[beams, "none+static"]["summary"]
+        per_entry = none["kv_bytes"] // (beams * (144 + 2))
+        # the 144-token prompt once per prompt, 2 generated slots per beam
+        assert static["kv_bytes"] == per_entry * (144 + beams * 2)
+        assert static["kv_read_bytes"] == pytest.approx(per_entry * (144 + beams * 2 * 1.5 / 2))
+        assert rows[beams, "fastadasp_constant@0.3+static"]["summary"]["kv_bytes"] < static["kv_bytes"]
+        assert rows[beams, "none+static"]["vs_none"]["decode_tok_s_ratio"] is not None
+    assert "| none+static |" in (tmp_path / "results.md").read_text()
+
+
 def test_a_spec_may_name_its_own_prompt_mode():
     settings = bm.make_settings([60], [1], ["none", "none+hf_all_logits", "fastv@0.5"], 2)
     assert [(s.tag, s.prompt) for s in settings] == [

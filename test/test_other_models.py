@@ -108,3 +108,20 @@ def test_shared_prompt_beam_search(voxtral, method):
     for a, b in ((shared, plain), (shared2, copied2)):
         assert torch.equal(a.sequences, b.sequences)
         torch.testing.assert_close(a.sequences_scores, b.sequences_scores, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["none", "fastadasp"])
+def test_static_decoding(voxtral, method):
+    """The fixed-shape static decoding path (hf/static_decoding.py) on a Llama decoder: plain
+    generate's hypotheses, greedy and beam 3 (one clip per row: plain beam search is right there)."""
+    from espnet_fastadasp.hf.static_decoding import generate_static
+
+    cfg = fa.ReductionConfig(method=method, flops_reduction=0.3 if method != "none" else None)
+    batch = inputs([1, 1], seed=5)
+    with fa.apply(voxtral, cfg):
+        for beams in (1, 3):
+            gen = dict(GEN, num_beams=beams, return_dict_in_generate=True, output_scores=True)
+            plain, static = voxtral.generate(**batch, **gen), generate_static(voxtral, batch, **gen)
+            assert torch.equal(static.sequences, plain.sequences)
+            if beams > 1:
+                torch.testing.assert_close(static.sequences_scores, plain.sequences_scores, atol=1e-5, rtol=1e-5)

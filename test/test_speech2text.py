@@ -47,3 +47,23 @@ def test_long_audio_becomes_one_placeholder_per_window(checkpoint):
         assert audio_runs(audio).tolist() == [3]
     finally:
         s2t.close()
+
+
+def test_static_decoding_gives_the_same_hypotheses(checkpoint):
+    """static_decoding=True (fixed-shape steps, hf/static_decoding.py): the hypotheses of plain
+    generate, with and without a reduction, beam 3; the stats have one row per utterance."""
+    plain = Speech2Text(str(checkpoint), max_new_tokens=5, beam_size=3)
+    static = Speech2Text(
+        model=plain.model, processor=plain.processor, max_new_tokens=5, beam_size=3, static_decoding=True
+    )
+    try:
+        keys = ["a", "b"]
+        batch = plain.encode(keys, [synthetic_audio(1.4, 1), synthetic_audio(0.7, 2)], [PROMPT, PROMPT])
+        for cfg in (fa.ReductionConfig(method="none"), fa.ReductionConfig(method="fastadasp", flops_reduction=0.3)):
+            want, got = plain(batch, cfg), static(batch, cfg)
+            assert [h.text for h in got] == [h.text for h in want]
+            assert [h.cost.get("flops_reduction") for h in got] == [h.cost.get("flops_reduction") for h in want]
+            assert all(h.cost["prefill_s"] > 0 and h.cost["decode_s"] > 0 for h in got)
+    finally:
+        static.close()
+        plain.close()

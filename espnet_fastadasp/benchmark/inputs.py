@@ -19,8 +19,10 @@ logger = logging.getLogger("espnet_fastadasp.benchmark")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 #: How the prompt reaches the beams: ``hf`` plain ``generate`` (the prompt repeated per beam before
 #: the prefill), ``once`` prefilled once per prompt and its cache copied per beam, ``shared``
-#: prefilled once and one cache shared by the beams (:mod:`espnet_fastadasp.hf.shared_prompt`).
-PROMPT_MODES = ("hf", "hf_all_logits", "once", "shared")
+#: prefilled once and one cache shared by the beams (:mod:`espnet_fastadasp.hf.shared_prompt`),
+#: ``static`` prefilled once, the prompt shared, fixed-shape steps over per-layer static caches
+#: replayed as a CUDA graph on a GPU (:mod:`espnet_fastadasp.hf.static_decoding`).
+PROMPT_MODES = ("hf", "hf_all_logits", "once", "shared", "static")
 DEFAULT_REDUCTIONS = (
     "none",
     "fastadasp_constant@0.5",

@@ -19,6 +19,8 @@ from espnet_fastadasp.decoding.timing import GenerationTimer, synchronize
 from espnet_fastadasp.hf.compat import cache_of_output
 from espnet_fastadasp.hf.parts import speech_lm_parts
 from espnet_fastadasp.hf.shared_prompt import SharedPromptLayer, generate_with_shared_prompt
+from espnet_fastadasp.hf.static_cache import StaticStepLayer
+from espnet_fastadasp.hf.static_decoding import generate_static
 
 logger = logging.getLogger("espnet_fastadasp.benchmark")
 
@@ -81,6 +83,18 @@ def decode_weight_bytes(model: nn.Module) -> int:
 def kv_cache_layers(cache: Any) -> list[dict[str, int]]:
     """Per decoder layer: entries held (per row) and bytes (keys + values, all rows)."""
     layers = getattr(cache, "layers", None)
+    if layers is not None and any(isinstance(layer, StaticStepLayer) for layer in layers):
+        # the prompt part once per prompt, the generated buffers (all slots) once per beam
+        return [
+            {
+                "entries": layer.get_seq_length(),
+                "bytes": layer.nbytes(),
+                "prompt_bytes": _bytes(layer.prompt_keys, layer.prompt_values),
+                "generated_bytes": _bytes(layer.keys, layer.values),
+                "generated_slots": layer.state.steps,
+            }
+            for layer in layers
+        ]
     if layers is not None and any(isinstance(layer, SharedPromptLayer) for layer in layers):
         # the prompt is held once per prompt, the generated tokens once per beam
         return [
@@ -104,6 +118,10 @@ def kv_cache_layers(cache: Any) -> list[dict[str, int]]:
             continue
         out.append({"entries": int(k.shape[-2]), "bytes": k.numel() * k.element_size() + v.numel() * v.element_size()})
     return out
+
+
+def _bytes(*tensors: torch.Tensor) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def _shared_tensors(layer: SharedPromptLayer) -> tuple[torch.Tensor, ...]:
@@ -135,8 +153,12 @@ def run_once(
     spec: PromptSpec,
     new_tokens: int,
     device: torch.device,
+    static_step_mode: str = "auto",
 ) -> dict[str, Any]:
-    """One forced-length ``generate`` under ``setting``; returns timings, memory, KV and FLOPs."""
+    """One forced-length ``generate`` under ``setting``; returns timings, memory, KV and FLOPs.
+
+    static_step_mode: how the ``static`` prompt mode runs its steps
+    (:data:`espnet_fastadasp.hf.static_decoding.STEP_MODES`)."""
     gen_kwargs = dict(
         max_new_tokens=new_tokens,
         min_new_tokens=new_tokens,
@@ -161,8 +183,11 @@ def run_once(
             torch.cuda.reset_peak_memory_stats(device)
             peak_base = torch.cuda.memory_allocated(device)
         t0 = time.perf_counter()
+        static: dict[str, Any] = {}
         if setting.prompt in ("hf", "hf_all_logits"):
             out = model.generate(**inputs, **gen_kwargs)
+        elif setting.prompt == "static":
+            out = generate_static(model, inputs, step_mode=static_step_mode, timings=static, **gen_kwargs)
         else:
             out = generate_with_shared_prompt(model, inputs, share_kv=setting.prompt == "shared", **gen_kwargs)
         synchronize(device)
@@ -175,9 +200,12 @@ def run_once(
     del out
     if timer.start is None or not timer.ends:
         raise RuntimeError("the forward hooks saw no call: generate() did not call the model")
-    steps = timer.step_seconds
-    prefill_s = timer.prefill_seconds
-    decode_s = t1 - timer.ends[0]
+    if static:  # the steps are graph replays, not model calls: the loop times them itself
+        steps, prefill_s, decode_s = static["step_s"], static["prefill_s"], t1 - t0 - static["prefill_s"]
+    else:
+        steps = timer.step_seconds
+        prefill_s = timer.prefill_seconds
+        decode_s = t1 - timer.ends[0]
     rows = inputs["input_ids"].shape[0] * setting.beams
     if stats is not None:
         flops_full = sum(r.flops_full for r in stats.rows)
@@ -213,6 +241,10 @@ def run_once(
         # token received (null for none)
         "reduce_s": steps_s.get("reduce") if stats is not None else None,
         "scoring_s": steps_s.get("scoring") if stats is not None else None,
+        # static: decode_s less its steps at the median step time: building the static cache, the first
+        # choice, the graph's warm-up step and its capture (step_ms_median is the steady state)
+        "setup_s": static.get("setup_s"),
+        "step_mode": static.get("step_mode"),
     }
 
 
@@ -221,12 +253,18 @@ def step_floor(run: dict[str, Any], weight_bytes: int, bandwidth: float) -> dict
 
     Each step reads every decoder weight and the LM head once, and each row's KV cache. The
     final cache of a layer holds L entries after ``s`` decoding steps; step ``i`` (1..s) reads
-    ``L - s + i``, so on average ``L - s + (s + 1) / 2`` entries.
+    ``L - s + i``, so on average ``L - s + (s + 1) / 2`` entries. A static cache's layer counts
+    its prompt part once and, of its generated buffers, the slots written so far on average.
     """
     s = run["decode_steps"]
     kv_read = 0.0
     for layer in run["kv_layers"]:
-        if layer["entries"]:
+        if "generated_slots" in layer:
+            # a static cache: the prompt part once, and the generated slots written so far (on
+            # average (s + 1) / 2 of them), not the empty ones the fixed-shape step also reads
+            slots = max(layer["generated_slots"], 1)
+            kv_read += layer["prompt_bytes"] + layer["generated_bytes"] * min(1.0, (s + 1) / 2 / slots)
+        elif layer["entries"]:
             mean_entries = layer["entries"] - s + (s + 1) / 2
             kv_read += layer["bytes"] * mean_entries / layer["entries"]
     floor_s = (weight_bytes + kv_read) / bandwidth

@@ -32,6 +32,7 @@ TIMINGS = (
     "decode_tok_s",
     "reduce_s",
     "scoring_s",
+    "setup_s",
 )
 
 

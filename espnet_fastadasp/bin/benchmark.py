@@ -38,6 +38,11 @@ over all settings so that clock or thermal drift hits all of them alike:
   :func:`espnet_fastadasp.hf.shared_prompt.generate_with_shared_prompt`, whose cache drops the
   last prompt token after the prefill and ``generate`` feeds it again: ``new_tokens + 1``
   decoding forwards (step counts one higher; tok/s and step ms are per step as always);
+  ``static`` runs :func:`espnet_fastadasp.hf.static_decoding.generate_static`: one prefill per
+  prompt, each layer's (reduced) prompt cache shared by the beams, fixed-shape steps over static
+  per-layer buffers, replayed as one CUDA graph per step on a GPU (eager on CPU); its steps are
+  timed by the loop itself (CUDA events), its decode s includes building the cache and capturing
+  the graph (``setup_s`` in the JSON), its step ms is the steady state;
   every ratio is against ``none`` under ``hf``, as our tools run it;
 * RTF: ``generate`` wall time / audio seconds;
 * peak GiB: ``torch.cuda.max_memory_allocated`` during ``generate`` (weights included; null
@@ -102,6 +107,7 @@ from espnet_fastadasp.core.flops import DecoderDims
 from espnet_fastadasp.decoding.timing import GenerationTimer
 from espnet_fastadasp.evaluation.environment import environment
 from espnet_fastadasp.hf.parts import audio_tokens_for, speech_lm_parts
+from espnet_fastadasp.hf.static_decoding import STEP_MODES
 
 logger = logging.getLogger("espnet_fastadasp.benchmark")
 
@@ -144,7 +150,16 @@ def get_parser() -> argparse.ArgumentParser:
         help="hf: plain generate (prompt repeated per beam), the prefill's LM head on the last position only "
         "(espnet_fastadasp.prefill_last_logits); hf_all_logits: the same with the LM head on every prompt "
         "position (transformers' default); once: prefilled once, cache copied per beam; "
-        "shared: prefilled once, one cache shared by the beams (espnet_fastadasp.hf.shared_prompt)",
+        "shared: prefilled once, one cache shared by the beams (espnet_fastadasp.hf.shared_prompt); "
+        "static: prefilled once, the prompt shared, fixed-shape steps over per-layer static caches, a CUDA graph "
+        "per step on a GPU (espnet_fastadasp.hf.static_decoding)",
+    )
+    run.add_argument(
+        "--static_step_mode",
+        default="auto",
+        choices=STEP_MODES,
+        help="how the static prompt mode runs its steps (auto: a CUDA graph on CUDA, eager on CPU; "
+        "compile_cuda_graph: torch.compile's fused step captured as a graph, compiled anew per shape)",
     )
     run.add_argument("--start_layer", type=int, default=2, help="first reducing layer (once: the only one)")
     run.add_argument("--new_tokens", type=int, default=64, help="forced number of new tokens per sequence")
@@ -231,6 +246,7 @@ def benchmark(
     bandwidth_bytes: int | None = None,
     seed: int = 0,
     meta: dict[str, Any] | None = None,
+    static_step_mode: str = "auto",
 ) -> dict[str, Any]:
     """Measure every setting ``warmup + repeats`` times, interleaved; returns ``results.json``'s content.
 
@@ -310,7 +326,16 @@ def benchmark(
             recorded = p >= warmup
             error = None
             try:
-                run = run_once(model, inputs_by_audio[setting.audio_seconds], setting, timer, spec, new_tokens, device)
+                run = run_once(
+                    model,
+                    inputs_by_audio[setting.audio_seconds],
+                    setting,
+                    timer,
+                    spec,
+                    new_tokens,
+                    device,
+                    static_step_mode,
+                )
             except (*OOM_ERRORS, ConfigError) as exc:
                 kind = "out of memory" if isinstance(exc, OOM_ERRORS) else "config"
                 error = f"{kind}: {exc}"
@@ -427,6 +452,7 @@ def main(cmd: Sequence[str] | None = None) -> dict[str, Any]:
         bandwidth_bytes=args.bandwidth_mib * MIB if args.bandwidth_mib else None,
         seed=args.seed,
         meta={"model": model_name, "attn_implementation": args.attn_implementation, "args": vars(args)},
+        static_step_mode=args.static_step_mode,
     )
 
 

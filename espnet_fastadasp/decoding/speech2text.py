@@ -123,6 +123,7 @@ class Speech2Text:
         beam_size: int = 1,
         max_new_tokens: int = 128,
         share_prompt: bool = False,
+        static_decoding: bool = False,
         model: Any = None,
         processor: Any = None,
     ) -> None:
@@ -136,6 +137,9 @@ class Speech2Text:
             model, processor = load_model(model_name_or_path, dtype, device, attn_implementation)
         self.model, self.processor = model, processor
         self.share_prompt = share_prompt
+        #: decode with fixed-shape steps over per-layer static caches (espnet_fastadasp.hf.static_decoding;
+        #: one CUDA graph per step on a GPU); the prompt is prefilled once per utterance, as with share_prompt
+        self.static_decoding = static_decoding
         self.generate_kwargs = dict(num_beams=beam_size, max_new_tokens=max_new_tokens, do_sample=False)
         self.sampling_rate = processor.feature_extractor.sampling_rate
         self.window = window_samples(processor)
@@ -187,6 +191,11 @@ class Speech2Text:
                 "(a segments file), or lower --max_audio_seconds to reject it up front"
             )
 
+    @property
+    def prompt_once(self) -> bool:
+        """Whether each utterance is prefilled once (not once per beam): its stats have one row."""
+        return self.share_prompt or self.static_decoding
+
     def generate(self, batch: EncodedBatch, reduction: ReductionConfig) -> tuple[torch.Tensor, Any]:
         """New token ids (B, N) under ``reduction`` (applied for this call only), and its stats."""
         import espnet_fastadasp as fa
@@ -196,9 +205,13 @@ class Speech2Text:
         with torch.no_grad(), fa.apply(self.model, reduction) as handle, fa.prefill_last_logits(self.model):
             # errors about a row (an unreachable target) name the utterance; plain generate
             # prefills one row per beam, the shared prompt one per utterance
-            per_key = 1 if self.share_prompt else self.generate_kwargs["num_beams"]
+            per_key = 1 if self.prompt_once else self.generate_kwargs["num_beams"]
             handle.row_names = [f"utterance {key!r}" for key in batch.keys for _ in range(per_key)]
-            if self.share_prompt:  # one prefill per prompt, one prompt cache for all its beams
+            if self.static_decoding:
+                from espnet_fastadasp.hf.static_decoding import generate_static
+
+                generated = generate_static(self.model, enc, **self.generate_kwargs)
+            elif self.share_prompt:  # one prefill per prompt, one prompt cache for all its beams
                 generated = fa.generate_with_shared_prompt(self.model, enc, **self.generate_kwargs)
             else:
                 generated = self.model.generate(**enc, **self.generate_kwargs)
@@ -217,7 +230,7 @@ class Speech2Text:
         hyps = []
         for i, key in enumerate(batch.keys):
             # plain generate prefills every beam (stats per beam row); a shared prompt once per utterance
-            row = stats.rows[i if self.share_prompt else i * beams] if stats is not None else None
+            row = stats.rows[i if self.prompt_once else i * beams] if stats is not None else None
             cost = {
                 "seconds": round(batch.seconds[i], 3),
                 "clips": batch.clips[i],

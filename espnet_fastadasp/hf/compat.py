@@ -8,7 +8,8 @@ spells such a name itself: it asks this module, and a rename is a change here on
 
 What lives here: the cache keyword and output field, the attention-implementation field of a
 config, where the attention functions are registered, the rotary ``cache_position`` keyword,
-the cache classes we build on, and the range of releases the test suite passed with (``apply``
+the cache classes we build on, the generate output classes, a mask decoders take as prepared,
+and the range of releases the test suite passed with (``apply``
 warns outside it).
 """
 
@@ -20,10 +21,12 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
 import transformers
 from packaging.version import Version
 from transformers import AttentionInterface, DynamicCache
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import Cache, CacheLayerMixin, DynamicLayer
+from transformers.generation import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 logger = logging.getLogger(__name__)
@@ -32,14 +35,19 @@ __all__ = [
     "ALL_ATTENTION_FUNCTIONS",
     "AttentionInterface",
     "CACHE_KWARG",
+    "Cache",
+    "CacheLayerMixin",
     "DynamicCache",
     "DynamicLayer",
+    "GenerateBeamDecoderOnlyOutput",
+    "GenerateDecoderOnlyOutput",
     "TESTED_RANGE",
     "attn_implementation",
     "cache_from_kwargs",
     "cache_of_output",
     "check_version",
     "eager_attention_function",
+    "prepared_mask",
     "registered_attention_function",
     "with_attn_implementation",
 ]
@@ -90,6 +98,13 @@ def cache_of_output(output: Any) -> Any | None:
         if value is not None:
             return value
     return None
+
+
+def prepared_mask(device: torch.device) -> torch.Tensor:
+    """An ``attention_mask`` a decoder takes as already prepared: transformers' mask builders
+    (``create_causal_mask`` and its kin) return a 4-D mask as it is, so a forward given this one
+    builds none. For attention functions that hold their own masks (the mask's values are unused)."""
+    return torch.ones(1, 1, 1, 1, dtype=torch.bool, device=device)
 
 
 def attn_implementation(config: Any) -> str:
