@@ -22,7 +22,15 @@ Design choices, and why:
 * training stops at ``max_steps`` or ``max_minutes``, whichever comes first, logging the loss
   curve to ``train_log.jsonl`` as it goes. With ``cosine_over: budget`` the cosine decay also
   follows whichever limit is nearer, so a run cut by its wall-clock budget (a lent GPU for one
-  10-minute call, a Slurm time limit) still ends at learning rate 0 instead of mid-schedule.
+  10-minute call, a Slurm time limit) still ends at learning rate 0 instead of mid-schedule;
+* audio longer than the encoder window is split into consecutive windows, each one clip of the
+  prompt (``<|audio_bos|><|AUDIO|>...<|audio_eos|>`` per window), exactly as the decoding tools
+  split it (:func:`espnet_fastadasp.decoding.data.split_windows`), so long-form audio is in the
+  training distribution in the form it is decoded in; the CTC head reads the clips of an
+  utterance one after another;
+* with ``batch_tokens`` set, batches hold utterances of similar length up to that many padded
+  positions (audio tokens + text): one batch size for clips from 5 s to 120 s would either waste
+  the GPU on short clips or run out of memory on long ones. Without it, batches are as before.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from espnet_fastadasp.decoding.data import AudioReader, read_key_value
+from espnet_fastadasp.decoding.data import AudioReader, read_key_value, split_windows
 from espnet_fastadasp.hf.parts import audio_tokens_for
 from espnet_fastadasp.hf.tiny import AUDIO_TOKEN, qwen2_audio_config, tiny_processor
 
@@ -86,15 +94,19 @@ class TrainConfig:
     init_from: str | None = None  # go on training this checkpoint (weights only; a fresh optimizer)
     cosine_over: str = "steps"  # "steps": decay over max_steps; "budget": over max_steps or max_minutes, the nearer
     load_threads: int = 8  # threads reading the training audio into RAM
+    max_positions: int = 1024  # the LLM's max_position_embeddings (long-form prompts need more)
+    batch_tokens: int | None = None  # length-bucketed batches of at most this many padded positions
 
     def __post_init__(self) -> None:
         if self.cosine_over not in COSINE_OVER:
             raise ValueError(f"cosine_over={self.cosine_over!r}: choose from {', '.join(COSINE_OVER)}")
-        for name in ("batch_size", "max_steps", "layers", "hidden", "load_threads"):
+        for name in ("batch_size", "max_steps", "layers", "hidden", "load_threads", "max_positions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be at least 1")
         if self.max_minutes <= 0:
             raise ValueError(f"max_minutes={self.max_minutes!r}: must be positive")
+        if self.batch_tokens is not None and self.batch_tokens < 1:
+            raise ValueError(f"batch_tokens={self.batch_tokens!r}: must be at least 1 (or unset)")
 
 
 COSINE_OVER = ("steps", "budget")
@@ -148,6 +160,45 @@ def load_examples(dirs: list[str], max_per_dir: int | None, sampling_rate: int, 
     return out
 
 
+SAMPLES_PER_AUDIO_TOKEN = 640  # 16 kHz / 25 audio tokens per second
+
+
+def example_length(e: Example) -> int:
+    """The positions an example takes in a batch, near enough to bucket by: audio tokens (and two
+    markers per 30 s clip), prompt and answer characters (one token each with the character tokenizer)."""
+    n_clips = max(1, -(-len(e.wave) // (30 * SAMPLES_PER_AUDIO_TOKEN * 25)))
+    return len(e.wave) // SAMPLES_PER_AUDIO_TOKEN + 2 * n_clips + len(e.prefix) + len(e.suffix) + len(e.answer) + 1
+
+
+def token_batches(lengths: list[int], batch_tokens: int, max_size: int, rng: random.Random) -> list[list[int]]:
+    """One epoch of batches of similar-length examples, each at most ``batch_tokens`` padded
+    positions (``size * longest``; an example longer than that is a batch of its own) and at most
+    ``max_size`` examples; the batches in random order.
+
+    Lengths are sorted within pools of ``50 * max_size`` shuffled examples, so a batch mixes tasks
+    and speakers of similar length rather than always the same neighbours.
+    """
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    pool = 50 * max_size
+    out: list[list[int]] = []
+    for p in range(0, len(idx), pool):
+        chunk = sorted(idx[p : p + pool], key=lambda i: lengths[i])
+        batch: list[int] = []
+        longest = 0
+        for i in chunk:
+            longest_new = max(longest, lengths[i])
+            if batch and (len(batch) + 1 > max_size or (len(batch) + 1) * longest_new > batch_tokens):
+                out.append(batch)
+                batch, longest_new = [], lengths[i]
+            batch.append(i)
+            longest = longest_new
+        if batch:
+            out.append(batch)
+    rng.shuffle(out)
+    return out
+
+
 def _read_int16(reader: AudioReader, key: str) -> np.ndarray:
     return np.clip(reader(key) * 32767, -32768, 32767).astype(np.int16)
 
@@ -174,7 +225,7 @@ def build_model_and_processor(cfg: TrainConfig) -> tuple[Any, Any]:
             num_hidden_layers=cfg.layers,
             num_attention_heads=cfg.heads,
             num_key_value_heads=cfg.kv_heads,
-            max_position_embeddings=1024,
+            max_position_embeddings=cfg.max_positions,
             rms_norm_eps=1e-6,
             tie_word_embeddings=True,
             pad_token_id=tok.pad_token_id,
@@ -206,6 +257,7 @@ class Batcher:
         self.fe = processor.feature_extractor
         self.tok = processor.tokenizer
         self.device = device
+        self.window = int(getattr(self.fe, "n_samples", 0) or self.fe.chunk_length * self.fe.sampling_rate)
         t = self.tok
         self.ids = {name: t.convert_tokens_to_ids(name) for name in ("<|audio_bos|>", AUDIO_TOKEN, "<|audio_eos|>")}
         self.eos = t.eos_token_id
@@ -215,7 +267,8 @@ class Batcher:
         return self.tok(text, add_special_tokens=False)["input_ids"]
 
     def __call__(self, examples: list[Example]) -> dict[str, torch.Tensor]:
-        waves = [e.wave.astype(np.float32) / 32768.0 for e in examples]
+        clips_of = [split_windows(e.wave, self.window) for e in examples]
+        waves = [c.astype(np.float32) / 32768.0 for clips in clips_of for c in clips]
         feats = self.fe(
             waves,
             sampling_rate=self.fe.sampling_rate,
@@ -224,16 +277,16 @@ class Batcher:
             return_tensors="pt",
             device=self.device if self.device != "cpu" else "cpu",
         )
-        n_audio = audio_tokens_for(feats["attention_mask"].sum(-1)).tolist()
+        n_audio = audio_tokens_for(feats["attention_mask"].sum(-1)).tolist()  # per clip
+        clip_counts = [len(clips) for clips in clips_of]
         rows, labels = [], []
-        for e, n in zip(examples, n_audio):
-            prompt = (
-                self.encode(e.prefix)
-                + [self.ids["<|audio_bos|>"]]
-                + [self.ids[AUDIO_TOKEN]] * n
-                + [self.ids["<|audio_eos|>"]]
-                + self.encode(e.suffix)
-            )
+        first = 0
+        for e, n_clips in zip(examples, clip_counts):
+            audio = []
+            for n in n_audio[first : first + n_clips]:
+                audio += [self.ids["<|audio_bos|>"]] + [self.ids[AUDIO_TOKEN]] * n + [self.ids["<|audio_eos|>"]]
+            first += n_clips
+            prompt = self.encode(e.prefix) + audio + self.encode(e.suffix)
             answer = self.encode(e.answer) + [self.eos]
             rows.append(prompt + answer)
             labels.append([-100] * len(prompt) + answer)
@@ -249,6 +302,7 @@ class Batcher:
         return {
             "ctc_targets": [torch.tensor(t, dtype=torch.long) for t in ctc],
             "audio_lengths": torch.tensor(n_audio, dtype=torch.long),
+            "clip_counts": torch.tensor(clip_counts, dtype=torch.long),
             "input_ids": input_ids.to(self.device),
             "attention_mask": mask.to(self.device),
             "labels": label_t.to(self.device),
@@ -295,18 +349,36 @@ class AudioCTC(torch.nn.Module):
     def _keep(self, module: torch.nn.Module, args: Any, output: torch.Tensor) -> None:
         self._audio = output
 
-    def loss(self, targets: list[torch.Tensor], audio_lengths: torch.Tensor) -> torch.Tensor | None:
-        """Mean CTC loss per ASR row (normalised by target length); None if the batch has none."""
+    def loss(
+        self, targets: list[torch.Tensor], audio_lengths: torch.Tensor, clip_counts: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        """Mean CTC loss per ASR row (normalised by target length); None if the batch has none.
+
+        ``audio_lengths`` are per clip (the projector's rows); ``clip_counts`` says how many clips each
+        utterance has (default one each): an utterance's clips are read one after another.
+        """
         rows = [i for i, t in enumerate(targets) if len(t)]
         audio, self._audio = self._audio, None
         if not rows or audio is None:
             return None
-        logp = self.head(audio[rows].float()).log_softmax(-1).transpose(0, 1)  # (T, N, C)
+        counts = [1] * len(targets) if clip_counts is None else clip_counts.tolist()
+        starts = np.cumsum([0] + counts[:-1]).tolist()
+        if all(counts[i] == 1 for i in rows):
+            seq = audio[[starts[i] for i in rows]]
+            lengths = audio_lengths[[starts[i] for i in rows]].clamp(max=seq.shape[1])
+        else:
+            pieces = [
+                torch.cat([audio[c, : int(audio_lengths[c])] for c in range(starts[i], starts[i] + counts[i])])
+                for i in rows
+            ]
+            seq = torch.nn.utils.rnn.pad_sequence(pieces, batch_first=True)
+            lengths = torch.tensor([len(p) for p in pieces], dtype=torch.long)
+        logp = self.head(seq.float()).log_softmax(-1).transpose(0, 1)  # (T, N, C)
         tgt = [targets[i] for i in rows]
         return torch.nn.functional.ctc_loss(
             logp,
             torch.cat(tgt).to(logp.device),
-            audio_lengths[rows].clamp(max=logp.shape[0]),
+            lengths,
             torch.tensor([len(t) for t in tgt]),
             blank=self.blank,
             reduction="mean",
@@ -359,6 +431,9 @@ def train(cfg: TrainConfig) -> Path:
     log_path = out / "train_log.jsonl"
     t0 = time.time()
     order: list[int] = []
+    batches: list[list[int]] = []
+    lengths = [example_length(e) for e in examples] if cfg.batch_tokens else []
+    batch_rng = random.Random(cfg.seed)
     step = 0
     running: list[float] = []
     running_ce: list[float] = []  # the answer's cross-entropy alone (loss = ce + ctc_weight * ctc)
@@ -366,12 +441,18 @@ def train(cfg: TrainConfig) -> Path:
     last_save = t0
     with log_path.open("w") as log, tqdm(total=cfg.max_steps, desc="train", unit="step", disable=None) as bar:
         while step < cfg.max_steps and (time.time() - t0) / 60 < cfg.max_minutes:
-            if len(order) < cfg.batch_size:
-                order += random.sample(range(len(examples)), len(examples))
-            idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
+            if cfg.batch_tokens:
+                if not batches:
+                    batches = token_batches(lengths, cfg.batch_tokens, cfg.batch_size, batch_rng)
+                idx = batches.pop()
+            else:
+                if len(order) < cfg.batch_size:
+                    order += random.sample(range(len(examples)), len(examples))
+                idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
             batch = batcher([examples[i] for i in idx])
             labels = batch.pop("labels")
             ctc_targets, audio_lengths = batch.pop("ctc_targets"), batch.pop("audio_lengths")
+            clip_counts = batch.pop("clip_counts")
             lr = learning_rate(cfg, step, (time.time() - t0) / 60)
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -380,7 +461,7 @@ def train(cfg: TrainConfig) -> Path:
             loss = per_sample_loss(logits, labels)
             running_ce.append(loss.item())
             if ctc is not None:
-                ctc_loss = ctc.loss(ctc_targets, audio_lengths)
+                ctc_loss = ctc.loss(ctc_targets, audio_lengths, clip_counts)
                 if ctc_loss is not None:
                     running_ctc.append(ctc_loss.item())
                     loss = loss + cfg.ctc_weight * ctc_loss
