@@ -218,12 +218,27 @@ def shared_prompt_attention(
     elif q > 1:  # no mask given: causal among the new tokens, the prompt fully visible
         allowed = causal_key_mask(torch.ones(R, S, dtype=torch.bool, device=query.device), q)  # (R, 1, q, S)
         ss = ss.masked_fill(~_expand_mask(allowed, groups), float("-inf"))
+    return joined_softmax_output(sp, ss, pv, value, beams, Hq), None
+
+
+def joined_softmax_output(
+    sp: torch.Tensor, ss: torch.Tensor, pv: torch.Tensor, value: torch.Tensor, beams: int, num_q_heads: int
+) -> torch.Tensor:
+    """One float32 softmax over a shared prompt's scores and the beams' own, and the output.
+
+    sp: (R, Hkv, g*q, P) and ss: (R, Hkv, g*q, S) masked scores of R = B * beams rows; pv: the
+    prompt values (B, Hkv, P, D), read once per prompt; value: the rows' own values
+    (R, Hkv, S, D). Returns (R, q, Hq, D), as transformers' attention functions do.
+    """
+    R, Hkv, gq, P = sp.shape
+    B, D = pv.shape[0], pv.shape[-1]
+    q = gq * Hkv // num_q_heads
     probs = torch.softmax(torch.cat([sp, ss], dim=-1), dim=-1).to(value.dtype)
     pp, ps = probs[..., :P], probs[..., P:]
-    pp = pp.reshape(B, beams, Hkv, groups * q, P).transpose(1, 2).reshape(B, Hkv, beams * groups * q, P)
-    out_p = torch.matmul(pp, pv).reshape(B, Hkv, beams, groups * q, D).transpose(1, 2).reshape(R, Hkv, groups * q, D)
+    pp = pp.reshape(B, beams, Hkv, gq, P).transpose(1, 2).reshape(B, Hkv, beams * gq, P)
+    out_p = torch.matmul(pp, pv).reshape(B, Hkv, beams, gq, D).transpose(1, 2).reshape(R, Hkv, gq, D)
     out = out_p + torch.matmul(ps, value)
-    return out.reshape(R, Hq, q, D).transpose(1, 2).contiguous(), None
+    return out.reshape(R, num_q_heads, q, D).transpose(1, 2).contiguous()
 
 
 AttentionInterface.register(SHARED_PROMPT_IMPLEMENTATION, shared_prompt_attention)

@@ -36,6 +36,7 @@ from espnet_fastadasp.hf.attention import AttentionSwap
 from espnet_fastadasp.hf.cache_layers import ReducedLayer
 from espnet_fastadasp.hf.compat import AttentionInterface, Cache, CacheLayerMixin, DynamicCache, DynamicLayer
 from espnet_fastadasp.hf.parts import UnsupportedModelError, speech_lm_parts
+from espnet_fastadasp.hf.shared_prompt import joined_softmax_output
 
 logger = logging.getLogger(__name__)
 
@@ -262,12 +263,7 @@ def static_step_attention(
         sp = sp + layer.prompt_mask
     ss = torch.matmul(query.reshape(R, Hkv, groups * q, D), key.transpose(-1, -2)).float() * scale
     ss = ss + layer.state.generated_mask
-    probs = torch.softmax(torch.cat([sp, ss], dim=-1), dim=-1).to(value.dtype)
-    pp, ps = probs[..., :P], probs[..., P:]
-    pp = pp.reshape(B, beams, Hkv, groups * q, P).transpose(1, 2).reshape(B, Hkv, beams * groups * q, P)
-    out_p = torch.matmul(pp, pv).reshape(B, Hkv, beams, groups * q, D).transpose(1, 2).reshape(R, Hkv, groups * q, D)
-    out = out_p + torch.matmul(ps, value)
-    return out.reshape(R, Hq, q, D).transpose(1, 2).contiguous(), None
+    return joined_softmax_output(sp, ss, pv, value, beams, Hq), None
 
 
 AttentionInterface.register(STATIC_STEP_IMPLEMENTATION, static_step_attention)

@@ -60,7 +60,7 @@ MAX_SECONDS = 6.0
 MIN_SECONDS = 0.5
 MIN_WORDS, MAX_WORDS = 5, 12  # ~2-5 s: enough audio tokens (25 per second) for reduction to matter
 INSTALL_HINT = "run `bash tools/installers/install_debian.sh data` (as root, or with sudo)"
-DEFAULT_WORDLIST = Path(__file__).resolve().parents[1] / "egs2/mini_synth/speechlm1/local/wordlist.txt"
+DEFAULT_WORDLIST = Path(__file__).resolve().parents[2] / "egs2/mini_synth/speechlm1/local/wordlist.txt"
 
 # per task: the question put to the model and the answers (None: free text, the sentence itself)
 TASKS: dict[str, dict[str, Any]] = {
