@@ -50,6 +50,7 @@ __all__ = [
     "prepared_mask",
     "registered_attention_function",
     "with_attn_implementation",
+    "without_cache_kwargs",
 ]
 
 #: The oldest release and the newest *minor* release the whole suite passed with (any patch
@@ -79,6 +80,11 @@ def cache_from_kwargs(kwargs: Mapping[str, Any]) -> Any | None:
     if cache is None and CACHE_KWARG == "cache":
         cache = kwargs.get(_OTHER_CACHE_KWARG)
     return cache
+
+
+def without_cache_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs`` without any cache keyword (the current one and the deprecated one)."""
+    return {k: v for k, v in kwargs.items() if k not in (CACHE_KWARG, _OTHER_CACHE_KWARG)}
 
 
 def cache_kwargs(cache: Any) -> dict[str, Any]:

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from espnet_fastadasp.core.config import ReductionConfig
-from espnet_fastadasp.hf.compat import CACHE_KWARG, DynamicCache, cache_from_kwargs
+from espnet_fastadasp.hf.compat import CACHE_KWARG, DynamicCache, cache_from_kwargs, without_cache_kwargs
 from espnet_fastadasp.hf.patch import ReductionHandle
 from espnet_fastadasp.hf.patch import apply as apply_to_hf_model
 
@@ -128,7 +128,7 @@ def per_hypothesis_caches(model: nn.Module) -> Iterator[None]:
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         cache = cache_from_kwargs(kwargs)
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("cache", "past_key_values")}
+        kwargs = without_cache_kwargs(kwargs)
         if cache is None:
             if kwargs.get("use_cache"):
                 kwargs[CACHE_KWARG] = ScorerCache(config=model.config.text_config)
