@@ -15,8 +15,9 @@ dev_counts=spkid=32,samespk=32,prosody=32,keyword=32   # Transfer Entropy calibr
 train_counts=
 seed=1
 nj=$(nproc)
+manifest_check=fail   # fail, or warn (local/train_gpu.sh: its dev check must not cost the device call)
 # shellcheck disable=SC2034  # read by utils/parse_options.sh
-help_message="Usage: local/data.sh [--test_counts asr=500,...] [--dev_counts spkid=32,...] [--train_counts asr=4000,...] [--seed 1] [--nj N]"
+help_message="Usage: local/data.sh [--test_counts asr=500,...] [--dev_counts spkid=32,...] [--train_counts asr=4000,...] [--seed 1] [--nj N] [--manifest_check fail|warn]"
 # shellcheck disable=SC1091
 . utils/parse_options.sh
 # shellcheck disable=SC1091
@@ -49,7 +50,10 @@ if [ -f local/testset_manifest.tsv.gz ] && [ -n "${test_counts}${dev_counts}" ];
     for item in ${dev_counts//,/ }; do
         if [ "${item#*=}" -gt 0 ]; then sets+=("data/${item%%=*}_dev"); fi
     done
-    python3 local/testset_manifest.py check --manifest local/testset_manifest.tsv.gz "${sets[@]}"
+    if ! python3 local/testset_manifest.py check --manifest local/testset_manifest.tsv.gz "${sets[@]}"; then
+        [ "${manifest_check}" = warn ] || exit 1
+        echo "data.sh: WARNING: the generated audio differs from the committed manifest (another espeak-ng?)" >&2
+    fi
 elif [ -n "${test_counts}" ]; then
     echo "data.sh: no local/testset_manifest.tsv.gz: the generated audio is not checked against a committed one" >&2
 fi
