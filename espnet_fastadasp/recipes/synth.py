@@ -351,7 +351,13 @@ def _write_one(index: int, task: str, split: str, seed: int, wordlist: Sequence[
 
 
 def _write_data_dir(d: Path, task: str, results: list[dict[str, Any]]) -> Path:
-    prompt = prompt_template(task)
+    write_synth_dir(d, prompt_template(task), results)
+    return d
+
+
+def write_synth_dir(d: Path, prompt: str, results: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """A synthetic set's data dir (wav.scp, text, prompt, utt2dur, utt2spk, spk2utt, meta.jsonl) from
+    per-utterance results (``key path text spk dur meta``); returns the results in key order."""
     tables = {
         "wav.scp": {r["key"]: r["path"] for r in results},
         "text": {r["key"]: r["text"] for r in results},
@@ -359,12 +365,10 @@ def _write_data_dir(d: Path, task: str, results: list[dict[str, Any]]) -> Path:
         "utt2dur": {r["key"]: f"{r['dur']:.4f}" for r in results},
     }
     write_data_dir(d, {r["key"]: r["spk"] for r in results}, tables)
-    meta = [
-        json.dumps({"utt": r["key"], "text": r["text"], **r["meta"]}, sort_keys=True)
-        for r in sorted(results, key=lambda r: r["key"].encode("utf-8"))
-    ]
+    ordered = sorted(results, key=lambda r: r["key"].encode("utf-8"))
+    meta = [json.dumps({"utt": r["key"], "text": r["text"], **r["meta"]}, sort_keys=True) for r in ordered]
     (d / "meta.jsonl").write_text("".join(line + "\n" for line in meta), encoding="utf-8")
-    return d
+    return ordered
 
 
 def _check_heldout(sentences: Mapping[tuple[str, str], set[str]]) -> None:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import multiprocessing
 import time
@@ -46,7 +45,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from espnet_fastadasp.recipes import synth
-from espnet_fastadasp.recipes.kaldi_dir import speaker_prefixed, write_data_dir
+from espnet_fastadasp.recipes.kaldi_dir import speaker_prefixed
 from espnet_fastadasp.recipes.synth import SynthError
 
 logger = logging.getLogger(__name__)
@@ -379,17 +378,7 @@ def _write_one(index: int, task: str, split: str, seed: int, wordlist: Sequence[
 
 
 def _write_data_dir(d: Path, task: str, results: list[dict[str, Any]]) -> Path:
-    prompt = prompt_template(task)
-    tables = {
-        "wav.scp": {r["key"]: r["path"] for r in results},
-        "text": {r["key"]: r["text"] for r in results},
-        "prompt": {r["key"]: prompt for r in results},
-        "utt2dur": {r["key"]: f"{r['dur']:.4f}" for r in results},
-    }
-    write_data_dir(d, {r["key"]: r["spk"] for r in results}, tables)
-    ordered = sorted(results, key=lambda r: r["key"].encode("utf-8"))
-    meta = [json.dumps({"utt": r["key"], "text": r["text"], **r["meta"]}, sort_keys=True) for r in ordered]
-    (d / "meta.jsonl").write_text("".join(line + "\n" for line in meta), encoding="utf-8")
+    ordered = synth.write_synth_dir(d, prompt_template(task), results)
     (d / "wav.sha1").write_text("".join(f"{r['key']} {r['sha1']}\n" for r in ordered), encoding="utf-8")
     (d / "task").write_text(("asr" if task in DENSE_TASKS else "cls") + "\n", encoding="utf-8")
     return d

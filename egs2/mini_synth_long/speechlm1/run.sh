@@ -21,6 +21,7 @@ dev_counts=spkid=32,samespk=32,prosody=32,keyword=32
 targets_opt=''
 methods_opt=''
 te_layers_opt=''
+te_tasks="spkid samespk prosody keyword"   # the sparse tasks whose TE layer choice is validated
 short_sets="asr_test spkid_test samespk_test prosody_test keyword_test"
 long_sets="lasr_test"
 args=()
@@ -34,6 +35,7 @@ while [ $# -gt 0 ]; do
         --targets) targets_opt=$2; shift 2 ;;
         --methods) methods_opt=$2; shift 2 ;;
         --te_layers) te_layers_opt=$2; shift 2 ;;
+        --te_tasks) te_tasks=$2; shift 2 ;;
         --short_sets) short_sets=$2; shift 2 ;;
         --long_sets) long_sets=$2; shift 2 ;;
         *) args+=("$1"); shift ;;
@@ -116,8 +118,11 @@ if [ -f RESULTS.md ] && ! grep -q "^## Bootstrap intervals" RESULTS.md; then
 fi
 if "${validate_te}"; then
     for target in ${te_targets}; do
+        # mini_synth's script, with this testbed's sparse tasks
         local/validate_te.sh --model "${model}" --flops_reduction "${target}" --candidate_layers "${te_layers}" \
-            --num_utts "${num_dev:-32}" --expdir "${exp}/te_validation_${target}"
+            --num_utts "${num_dev:-32}" --expdir "${exp}/te_validation_${target}" \
+            --tasks "${te_tasks}" --tasks_module espnet_fastadasp.recipes.synth_long \
+            --select_layer_opts "--batch_size 8 --max_new_tokens 12"
     done
     if ! grep -q "^## Transfer Entropy layer selection, validated" RESULTS.md; then
         for target in ${te_targets}; do
