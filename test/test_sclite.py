@@ -62,8 +62,8 @@ def test_builtin_report_equals_sclite(tmp_path, sclite_path, unit, seed):
     al = scoring.align_asr(refs, hyps, normalizer="none")
     utts = al.word if unit == "word" else al.char
     ours = scoring.format_sclite_result(utts, title="hyp.trn", unit=unit, utt2spk=utt2spk)
-    sclite.write_trn(tmp_path / "ref.trn", al.keys, al.ref_norm, unit, utt2spk)
-    sclite.write_trn(tmp_path / "hyp.trn", al.keys, al.hyp_norm, unit, utt2spk)
+    sclite.write_trn(tmp_path / "ref.trn", al.pairs.keys, al.pairs.ref_norm, unit, utt2spk)
+    sclite.write_trn(tmp_path / "hyp.trn", al.pairs.keys, al.pairs.hyp_norm, unit, utt2spk)
     theirs = sclite.run_sclite(sclite_path, tmp_path / "ref.trn", tmp_path / "hyp.trn")
     assert sclite.parse_sum_avg(ours) == sclite.parse_sum_avg(theirs)
     assert summary_rows(ours) == summary_rows(theirs)

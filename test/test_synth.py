@@ -128,9 +128,7 @@ def test_data_dirs_well_formed(runs):
             assert list(tables[f]) == sorted(tables[f]), f"{d / f} not sorted"
         meta = [json.loads(line) for line in (d / "meta.jsonl").read_text().splitlines()]
         # Kaldi's convention: the speaker id, a dash, then the utterance's own id; sorted bytewise
-        keys = sorted(
-            f"{synth.speaker_id(m['voices'])}-{synth.utterance_id(task, split, m['index'])}" for m in meta
-        )
+        keys = sorted(f"{synth.speaker_id(m['voices'])}-{synth.utterance_id(task, split, m['index'])}" for m in meta)
         assert sorted(m["index"] for m in meta) == list(range(SPLITS[split]))
         for f, table in tables.items():
             assert list(table) == keys, f"{d / f}"

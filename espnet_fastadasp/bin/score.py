@@ -60,11 +60,10 @@ def score(
     output_dir.mkdir(parents=True, exist_ok=True)
 
     if task == "asr":
-        alignment = scoring.align_asr(refs, hyps, normalizer=normalizer, allow_missing=allow_missing)
-        details = scoring.summarize_asr(alignment)
+        pairs = scoring.normalize_pairs(refs, hyps, normalizer=normalizer, allow_missing=allow_missing)
         spk_file = Path(utt2spk) if utt2spk is not None else Path(ref).parent / "utt2spk"
         speakers = scoring.read_text(spk_file) if spk_file.is_file() else None
-        details.update(write_asr_score_dirs(output_dir, alignment, speakers, scorer, details))
+        details = write_asr_score_dirs(output_dir, pairs, speakers, scorer)
         summary = (
             f"WER {details['wer']:.2f}% CER {details['cer']:.2f}% SER {details['ser']:.2f}% "
             f"({details['num_words']} words, normalizer={normalizer}, scorer {details['scorer']})"
@@ -92,59 +91,44 @@ def score(
 
 
 def write_asr_score_dirs(
-    decode_dir: Path,
-    alignment: scoring.AsrAlignment,
-    utt2spk: dict[str, str] | None,
-    scorer: str,
-    details: dict[str, Any],
+    decode_dir: Path, pairs: scoring.NormalizedPairs, utt2spk: dict[str, str] | None, scorer: str
 ) -> dict[str, Any]:
-    """``score_wer/`` and ``score_cer/`` as ESPnet's asr.sh writes them; returns what changes in
-    ``details``: the scorer, and sclite's counts and rates when sclite scored."""
+    """``score_wer/`` and ``score_cer/`` as ESPnet's asr.sh writes them; returns score.json's details.
+
+    With sclite, its counts are the result and the builtin aligner does not run (it is pure Python:
+    on long-form character scoring it costs far more than sclite)."""
     path = sclite.find_sclite() if scorer in ("auto", "sclite") else None
     if scorer == "sclite" and path is None:
         raise RuntimeError(
             "--scorer sclite: sclite not found ($SCLITE, PATH, /usr/lib/sctk/bin/sclite; Debian: apt-get install sctk)"
         )
-    update: dict[str, Any] = {"scorer": f"sclite ({path})" if path else "builtin (sclite's weights and layout)"}
-    for unit, name, metric in (("word", "score_wer", "wer"), ("char", "score_cer", "cer")):
+    alignment = None if path else scoring.align_pairs(pairs)
+    counts: dict[str, dict[str, Any]] = {}
+    for unit, name in (("word", "score_wer"), ("char", "score_cer")):
         d = decode_dir / name
-        sclite.write_trn(d / "ref.trn", alignment.keys, alignment.ref_norm, unit, utt2spk)
-        sclite.write_trn(d / "hyp.trn", alignment.keys, alignment.hyp_norm, unit, utt2spk)
-        utts = alignment.word if unit == "word" else alignment.char
-        if path is None:
+        sclite.write_trn(d / "ref.trn", pairs.keys, pairs.ref_norm, unit, utt2spk)
+        sclite.write_trn(d / "hyp.trn", pairs.keys, pairs.hyp_norm, unit, utt2spk)
+        if alignment is not None:
+            utts = alignment.word if unit == "word" else alignment.char
             scoring.write_sclite_result(d / "result.txt", utts, title="hyp.trn", unit=unit, utt2spk=utt2spk)
             continue
         report = sclite.run_sclite(path, d / "ref.trn", d / "hyp.trn")
         (d / "result.txt").write_text(report, encoding="utf-8")
-        counts = sclite.parse_sum_counts(report)
-        if counts is None:
+        total = sclite.parse_sum_counts(report)
+        if total is None:
             raise RuntimeError(f"{d / 'result.txt'}: no counts summary in sclite's report")
-        rates = scoring.error_rates(
-            counts["num_utts"],
-            counts["num_ref"],
-            counts["hits"],
-            counts["sub"],
-            counts["del"],
-            counts["ins"],
-            counts["num_sent_err"],
+        counts[unit] = scoring.error_rates(
+            total["num_utts"],
+            total["num_ref"],
+            total["hits"],
+            total["sub"],
+            total["del"],
+            total["ins"],
+            total["num_sent_err"],
         )
-        ours = details[unit]
-        if (ours["sub"], ours["del"], ours["ins"]) != (rates["sub"], rates["del"], rates["ins"]):
-            logger.warning(
-                "%s: sclite's split S/D/I %d/%d/%d differs from the builtin %d/%d/%d (tie-breaking); sclite's is used",
-                d,
-                rates["sub"],
-                rates["del"],
-                rates["ins"],
-                ours["sub"],
-                ours["del"],
-                ours["ins"],
-            )
-        update[unit] = rates
-        update[metric] = rates["err_rate"]
-        if unit == "word":
-            update["ser"] = rates["sent_err_rate"]
-    return update
+    if alignment is not None:
+        return {**scoring.summarize_asr(alignment), "scorer": "builtin (sclite's weights and layout)"}
+    return {**scoring.asr_details(pairs, counts["word"], counts["char"]), "scorer": f"sclite ({path})"}
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -260,16 +260,49 @@ def align(
 
 
 @dataclass
-class AsrAlignment:
-    """Word and character alignments of a corpus, as used by :func:`score_asr` and the writers."""
+class NormalizedPairs:
+    """References and hypotheses paired by key and normalised: what both scorers score."""
 
-    word: list[UttAlignment]
-    char: list[UttAlignment]
+    keys: list[str]
+    ref_norm: list[str]
+    hyp_norm: list[str]
     normalizer: str
     num_missing: int = 0
-    keys: list[str] = field(default_factory=list)
-    ref_norm: list[str] = field(default_factory=list)  # the normalised texts that were aligned
-    hyp_norm: list[str] = field(default_factory=list)
+
+
+def normalize_pairs(
+    refs: Mapping[str, str],
+    hyps: Mapping[str, str],
+    normalizer: str = "whisper_en",
+    allow_missing: bool = False,
+) -> NormalizedPairs:
+    """Pair (:func:`pair_refs_hyps`) and normalise (:func:`normalize_asr`) references and hypotheses."""
+    if normalizer not in NORMALIZERS:
+        raise ValueError(f"unknown normalizer {normalizer!r}; expected one of {NORMALIZERS}")
+    keys, ref_texts, hyp_texts, num_missing = pair_refs_hyps(refs, hyps, allow_missing)
+    return NormalizedPairs(
+        list(keys),
+        [normalize_asr(t, normalizer) for t in ref_texts],
+        [normalize_asr(t, normalizer) for t in hyp_texts],
+        normalizer,
+        num_missing,
+    )
+
+
+@dataclass
+class AsrAlignment:
+    """Word and character alignments of a corpus, as used by :func:`score_asr` and the writers
+    (a unit not asked of :func:`align_asr` has no alignments)."""
+
+    pairs: NormalizedPairs
+    word: list[UttAlignment]
+    char: list[UttAlignment]
+
+
+def align_pairs(pairs: NormalizedPairs, units: Sequence[str] = ("word", "char")) -> AsrAlignment:
+    """Align normalised pairs on ``units`` (``word``, ``char``)."""
+    aligned = {u: align(pairs.keys, pairs.ref_norm, pairs.hyp_norm, u) for u in units}
+    return AsrAlignment(pairs, aligned.get("word", []), aligned.get("char", []))
 
 
 def align_asr(
@@ -277,22 +310,10 @@ def align_asr(
     hyps: Mapping[str, str],
     normalizer: str = "whisper_en",
     allow_missing: bool = False,
+    units: Sequence[str] = ("word", "char"),
 ) -> AsrAlignment:
-    """Pair, normalise and align references and hypotheses (words and characters)."""
-    if normalizer not in NORMALIZERS:
-        raise ValueError(f"unknown normalizer {normalizer!r}; expected one of {NORMALIZERS}")
-    keys, ref_texts, hyp_texts, num_missing = pair_refs_hyps(refs, hyps, allow_missing)
-    ref_norm = [normalize_asr(t, normalizer) for t in ref_texts]
-    hyp_norm = [normalize_asr(t, normalizer) for t in hyp_texts]
-    return AsrAlignment(
-        word=align(keys, ref_norm, hyp_norm, "word"),
-        char=align(keys, ref_norm, hyp_norm, "char"),
-        normalizer=normalizer,
-        num_missing=num_missing,
-        keys=list(keys),
-        ref_norm=ref_norm,
-        hyp_norm=hyp_norm,
-    )
+    """Pair, normalise and align references and hypotheses on ``units``."""
+    return align_pairs(normalize_pairs(refs, hyps, normalizer, allow_missing), units)
 
 
 def _error_counts(utts: Sequence[UttAlignment]) -> dict[str, Any]:
@@ -323,19 +344,22 @@ def error_rates(num_utts: int, n: int, c: int, s: int, d: int, i: int, snt_err: 
 
 def summarize_asr(alignment: AsrAlignment) -> dict[str, Any]:
     """Corpus metrics of an :class:`AsrAlignment` (see :func:`score_asr` for the keys)."""
-    w = _error_counts(alignment.word)
-    c = _error_counts(alignment.char)
+    return asr_details(alignment.pairs, _error_counts(alignment.word), _error_counts(alignment.char))
+
+
+def asr_details(pairs: NormalizedPairs, word: dict[str, Any], char: dict[str, Any]) -> dict[str, Any]:
+    """score.json's ASR details from word and character counts (:func:`error_rates`), whoever counted."""
     return {
-        "wer": w["err_rate"],
-        "cer": c["err_rate"],
-        "ser": w["sent_err_rate"],
-        "num_utts": w["num_utts"],
-        "num_words": w["num_ref"],
-        "num_chars": c["num_ref"],
-        "num_missing": alignment.num_missing,
-        "normalizer": alignment.normalizer,
-        "word": w,
-        "char": c,
+        "wer": word["err_rate"],
+        "cer": char["err_rate"],
+        "ser": word["sent_err_rate"],
+        "num_utts": word["num_utts"],
+        "num_words": word["num_ref"],
+        "num_chars": char["num_ref"],
+        "num_missing": pairs.num_missing,
+        "normalizer": pairs.normalizer,
+        "word": word,
+        "char": char,
     }
 
 
@@ -444,9 +468,7 @@ def format_sclite_result(
     stats_rows = (("Mean", statistics.fmean), ("S.D.", statistics.pstdev), ("Median", statistics.median))
     for name, fn in stats_rows:
         vals = {k: fn([float(st[k]) for st in per_spk.values()]) for k in ("num_utts", "num_ref", *rate_keys)}
-        lines.append(
-            row(name, _f1(vals["num_utts"]), _f1(vals["num_ref"]), [_f1(vals[k]) for k in rate_keys])
-        )
+        lines.append(row(name, _f1(vals["num_utts"]), _f1(vals["num_ref"]), [_f1(vals[k]) for k in rate_keys]))
     lines += ["`" + "-" * inner + "'", "", ""]
 
     for spk, us in groups.items():

@@ -47,7 +47,9 @@ def per_utt(exp_dir: Path, data_dir: Path, tag: str, dset: str) -> tuple[list[fl
     keys = sorted(refs)
     labels = TASKS[dset.rsplit("_", 1)[0]]["labels"]
     if labels is None:
-        al = align_asr({k: refs[k] for k in keys}, {k: hyps.get(k, "") for k in keys}, allow_missing=True)
+        al = align_asr(
+            {k: refs[k] for k in keys}, {k: hyps.get(k, "") for k in keys}, allow_missing=True, units=("word",)
+        )
         by_key = {u.key: u for u in al.word}
         return [by_key[k].num_errors for k in keys], [by_key[k].num_ref for k in keys]
     cand = [normalize_label(lab) for lab in labels]
