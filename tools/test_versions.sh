@@ -27,7 +27,7 @@ tests=(test/test_ops.py test/test_methods.py test/test_flops.py test/test_config
     test/test_patcher.py test/test_cache_layers.py test/test_hf_compat.py test/test_hf_fixes.py
     test/test_shared_prompt.py test/test_other_models.py test/test_speech2text.py test/test_inference.py
     test/test_benchmark.py test/test_demo.py test/test_layout.py test/test_prefill_speed.py
-    test/test_triton_received.py)
+    test/test_triton_received.py test/test_static_decoding.py)
 versions=()
 
 usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
