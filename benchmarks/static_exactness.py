@@ -3,7 +3,8 @@
     python benchmarks/static_exactness.py --device cuda --output exp/decode_gpu/static_exactness.json
 
 The tiny Qwen2-Audio of the tests (random weights, float32), a left-padded batch of 3 prompts,
-every reduction method, greedy and beam 3, 8 new tokens: the same tokens and beam scores as
+every reduction method, greedy and beam 3, 8 new tokens (and a repetition penalty of 1.3, as
+instruction-tuned checkpoints set one, under two methods): the same tokens and beam scores as
 plain ``generate`` with the same reduction, with the steps run the way the device runs them
 (``auto``: one captured CUDA graph per step on CUDA). A capture needs a step without host
 synchronisation, so a row whose ``step_mode`` is ``cuda_graph`` also shows that. The CPU test
@@ -47,30 +48,38 @@ def main() -> int:
     inputs = {k: v.to(device) for k, v in inputs.items()}
     gen = dict(max_new_tokens=8, do_sample=False, return_dict_in_generate=True, output_scores=True)
     rows = []
-    for method in METHODS:
+    cases = [(method, beams, 1.0) for method in METHODS for beams in (1, 3)]
+    cases += [(method, beams, 1.3) for method in ("none", "fastadasp") for beams in (1, 3)]
+    for method, beams, penalty in cases:
         cfg = fa.ReductionConfig(method=method, flops_reduction=0.3 if method != "none" else None)
-        for beams in (1, 3):
-            with fa.apply(model, cfg):
-                plain = model.generate(**inputs, num_beams=beams, **gen)
-                timings: dict = {}
-                static = generate_static(
-                    model, inputs, num_beams=beams, step_mode=args.step_mode, timings=timings, **gen
-                )
-            same = bool(torch.equal(plain.sequences, static.sequences))
-            diff = None
-            if beams > 1:
-                diff = float((plain.sequences_scores - static.sequences_scores).abs().max())
-            rows.append(
-                {
-                    "method": method,
-                    "beams": beams,
-                    "same_tokens": same,
-                    "max_score_diff": diff,
-                    "ok": same and (diff is None or diff <= 1e-4),
-                    "step_mode": timings["step_mode"],
-                }
+        with fa.apply(model, cfg):
+            plain = model.generate(**inputs, num_beams=beams, repetition_penalty=penalty, **gen)
+            timings: dict = {}
+            static = generate_static(
+                model,
+                inputs,
+                num_beams=beams,
+                repetition_penalty=penalty,
+                step_mode=args.step_mode,
+                timings=timings,
+                **gen,
             )
-            print(json.dumps(rows[-1]), flush=True)
+        same = bool(torch.equal(plain.sequences, static.sequences))
+        diff = None
+        if beams > 1:
+            diff = float((plain.sequences_scores - static.sequences_scores).abs().max())
+        rows.append(
+            {
+                "method": method,
+                "beams": beams,
+                "repetition_penalty": penalty,
+                "same_tokens": same,
+                "max_score_diff": diff,
+                "ok": same and (diff is None or diff <= 1e-4),
+                "step_mode": timings["step_mode"],
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
     expected = args.step_mode if args.step_mode != "auto" else ("cuda_graph" if device.type == "cuda" else "eager")
     ok = all(r["ok"] and r["step_mode"] == expected for r in rows)
     data = {"environment": environment(device, torch.float32), "ok": ok, "rows": rows}

@@ -101,6 +101,70 @@ def test_finishing_hypotheses_as_generate(model, processor, search):
     assert (plain.sequences[:, inputs["input_ids"].shape[1] :] == eos).any(), "the test should see EOS"
 
 
+@pytest.mark.parametrize(
+    "search",
+    [
+        dict(num_beams=1, repetition_penalty=1.5),
+        dict(num_beams=1, repetition_penalty=0.7, min_new_tokens=4),  # < 1 favours repeats
+        dict(num_beams=3, repetition_penalty=0.6),
+        dict(num_beams=3, repetition_penalty=1.3, min_new_tokens=5, num_return_sequences=2),
+    ],
+)
+@pytest.mark.parametrize("method", ["none", "fastadasp"])
+def test_repetition_penalty_as_generate(model, processor, search, method):
+    """The repetition penalty (instruction-tuned checkpoints set one in their generation config)
+    chooses as generate's: the prompt's tokens count (its left padding as the installed release
+    counts it), every beam keeps its own tokens, and the result really differs from unpenalised."""
+    inputs = make_inputs(processor, BATCH_SECONDS)
+    eos = _frequent_token(model, inputs)
+    kwargs = dict(GEN, max_new_tokens=10, eos_token_id=[eos, 0], pad_token_id=1, **search)
+    with fa.apply(model, _config(method)):
+        plain = model.generate(**inputs, **kwargs)
+        static = generate_static(model, inputs, **kwargs)
+        unpenalised = generate_static(model, inputs, **dict(kwargs, repetition_penalty=1.0))
+    _assert_same(static, plain, search["num_beams"])
+    changed = not torch.equal(static.sequences, unpenalised.sequences)
+    if search["num_beams"] > 1:
+        changed |= not torch.allclose(static.sequences_scores, unpenalised.sequences_scores)
+    assert changed, "the penalty should change the result"
+
+
+def test_repetition_penalty_counts_left_padding_as_the_installed_release(model, processor, monkeypatch):
+    """transformers 5.23 stopped counting a row's left padding as seen; with pad positions holding a
+    token the model likes, the rule decides the tokens, and ours follows the installed release."""
+    from espnet_fastadasp.hf import static_search
+
+    inputs = dict(make_inputs(processor, BATCH_SECONDS))
+    liked = _frequent_token(model, inputs)
+    inputs["input_ids"] = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, liked)
+    kwargs = dict(GEN, max_new_tokens=10, pad_token_id=1, eos_token_id=None, repetition_penalty=1.8)
+    plain = model.generate(**inputs, **kwargs)
+    _assert_same(generate_static(model, inputs, **kwargs), plain, 1)
+    rule = static_search.REPETITION_PENALTY_SKIPS_LEFT_PADDING
+    monkeypatch.setattr(static_search, "REPETITION_PENALTY_SKIPS_LEFT_PADDING", not rule)
+    other = generate_static(model, inputs, **kwargs)
+    assert not torch.equal(other.sequences, plain.sequences), "the padding rule should matter here"
+
+
+def test_repetition_penalty_from_the_checkpoints_generation_config(checkpoint, processor, tmp_path):
+    """A checkpoint whose generation_config.json sets a penalty (as Qwen2-Audio-7B-Instruct's
+    does) decodes with it through from_pretrained, with nothing passed to generate_static."""
+    from transformers import GenerationConfig
+
+    model = load(checkpoint)
+    config = GenerationConfig.from_model_config(model.config)
+    config.repetition_penalty, config.pad_token_id = 1.4, model.generation_config.pad_token_id
+    config.eos_token_id = model.generation_config.eos_token_id
+    model.generation_config = config
+    model.save_pretrained(tmp_path)
+    reloaded = load(tmp_path)
+    assert reloaded.generation_config.repetition_penalty == 1.4
+    inputs = make_inputs(processor, BATCH_SECONDS)
+    for beams in (1, 3):
+        plain = reloaded.generate(**inputs, num_beams=beams, **GEN)
+        _assert_same(generate_static(reloaded, inputs, num_beams=beams, **GEN), plain, beams)
+
+
 def test_multi_clip_prompts_hear_their_own_clips(model, processor):
     inputs = make_inputs(processor, [[1.2, 0.7], 1.0, [0.5, 1.5]])
     fix = BeamClipOrderFix(model)
@@ -111,15 +175,15 @@ def test_multi_clip_prompts_hear_their_own_clips(model, processor):
     _assert_same(generate_static(model, inputs, num_beams=3, **GEN), plain, 3)
 
 
-@pytest.mark.parametrize("beams", [1, 3])
-def test_compiled_steps_equal_plain_generate(model, processor, beams):
-    """torch.compile of the step (aot_eager: what runs on CPU in test time; on CUDA the step is a graph)."""
+@pytest.mark.parametrize("beams,penalty", [(1, 1.0), (3, 1.0), (3, 1.3)])
+def test_compiled_steps_equal_plain_generate(model, processor, beams, penalty):
+    """torch.compile of the step (aot_eager: what runs on CPU in test time; on CUDA the step is a
+    graph), also with the repetition penalty's in-place mask."""
     inputs = make_inputs(processor, BATCH_SECONDS)
+    gen = dict(GEN, num_beams=beams, repetition_penalty=penalty)
     with fa.apply(model, _config("fastadasp")):
-        plain = model.generate(**inputs, num_beams=beams, **GEN)
-        static = generate_static(
-            model, inputs, num_beams=beams, step_mode="compile", compile_backend="aot_eager", **GEN
-        )
+        plain = model.generate(**inputs, **gen)
+        static = generate_static(model, inputs, step_mode="compile", compile_backend="aot_eager", **gen)
     _assert_same(static, plain, beams)
 
 
@@ -246,7 +310,8 @@ def test_unsupported_settings_are_refused(model, processor):
     inputs = make_inputs(processor, BATCH_SECONDS)
     for bad, pattern in [
         (dict(do_sample=True), "do_sample"),
-        (dict(repetition_penalty=1.2), "repetition_penalty"),
+        (dict(repetition_penalty=-1.0), "repetition_penalty"),
+        (dict(encoder_repetition_penalty=1.2), "encoder_repetition_penalty"),
         (dict(no_repeat_ngram_size=2), "no_repeat_ngram_size"),
         (dict(num_beams=2, num_return_sequences=3), "num_return_sequences"),
         (dict(bogus_option=1), "bogus_option"),
@@ -268,6 +333,7 @@ def test_unsupported_settings_are_refused(model, processor):
         generate_static(model, right_padded, max_new_tokens=3)
     # a penalty or scale of 1 changes nothing and is accepted
     assert search_settings(model.generation_config, 10, repetition_penalty=1.0, max_new_tokens=3).max_new_tokens == 3
+    assert search_settings(model.generation_config, 10, encoder_repetition_penalty=1.0).repetition_penalty == 1.0
 
 
 def test_cache_from_a_prefill_refuses_other_caches():

@@ -6,13 +6,17 @@
 #   newest   the newest release on the package registry (may be outside setup.py's range:
 #            that is the point, it tells whether the range can be widened)
 # Everything but transformers (and the tokenizers / huggingface-hub it picks) is installed at
-# the pinned versions, so a difference in the table is transformers' doing.
+# the pinned versions, so a difference in the table is transformers' doing; --torch X changes
+# torch alone instead (a GPU host brings its own torch, and torch.compile / CUDA graph APIs move).
 #
 #   bash tools/test_versions.sh                       # oldest, pinned, newest
 #   bash tools/test_versions.sh 5.17.0 5.23.0         # these releases
 #   bash tools/test_versions.sh --all                 # the whole suite instead of the core tests
+#   bash tools/test_versions.sh --torch 2.15.0 5.24.0 # another torch (a CUDA build from the registry,
+#                                                     # several GB; it runs on CPU too)
 #
-# Options: --workdir DIR (venvs and logs; default tools/version_check), --fresh (rebuild venvs).
+# Options: --workdir DIR (venvs and logs; default tools/version_check), --fresh (rebuild venvs),
+# --torch X (default: the pinned torch; venvs of another torch are named venv-<release>-torch<X>).
 # Exit status: 0 when every release passed, 1 otherwise.
 set -euo pipefail
 
@@ -22,6 +26,7 @@ constraints="${tools_dir}/constraints.txt"
 workdir="${tools_dir}/version_check"
 python=${PYTHON:-python3}
 fresh=false
+torch_want=
 # the tests that exercise the transformers coupling: hooks, attention, caches, generate, decoding CLIs
 tests=(test/test_ops.py test/test_methods.py test/test_flops.py test/test_config.py test/test_attention.py
     test/test_patcher.py test/test_cache_layers.py test/test_hf_compat.py test/test_hf_fixes.py
@@ -36,6 +41,7 @@ while [ $# -gt 0 ]; do
         --all) tests=(test) ;;
         --workdir) workdir=$2; shift ;;
         --fresh) fresh=true ;;
+        --torch) torch_want=$2; shift ;;
         -h|--help) usage; exit 0 ;;
         -*) echo "test_versions.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
         *) versions+=("$1") ;;
@@ -67,6 +73,9 @@ mkdir -p "${workdir}"
 others="${workdir}/constraints-without-transformers.txt"
 grep -v -E '^(transformers|tokenizers|huggingface[-_]hub)==' "${constraints}" > "${others}"
 torch_pin=$(sed -n 's/^torch==//p' "${constraints}")
+torch_want=${torch_want:-${torch_pin}}
+suffix=""
+[ "${torch_want}" = "${torch_pin}" ] || suffix="-torch${torch_want}"
 
 declare -A seen=()
 rows=()
@@ -74,21 +83,28 @@ status=0
 for v in "${versions[@]}"; do
     [ -z "${seen[$v]+x}" ] || continue
     seen[$v]=1
-    venv="${workdir}/venv-${v}"
-    log="${workdir}/pytest-${v}.log"
-    if ${fresh} || ! "${venv}/bin/python" -c "import transformers, sys; sys.exit(transformers.__version__ != '${v}')" 2>/dev/null; then
-        echo "== transformers ${v}: building ${venv}" >&2
+    venv="${workdir}/venv-${v}${suffix}"
+    log="${workdir}/pytest-${v}${suffix}.log"
+    check="import torch, transformers, sys; sys.exit(transformers.__version__ != '${v}' or torch.__version__.split('+')[0] != '${torch_want}')"
+    if ${fresh} || ! "${venv}/bin/python" -c "${check}" 2>/dev/null; then
+        echo "== transformers ${v}, torch ${torch_want}: building ${venv}" >&2
         rm -rf "${venv}"
         "${python}" -m venv "${venv}"
         pip=("${venv}/bin/python" -m pip --disable-pip-version-check -q)
-        "${pip[@]}" install "torch==${torch_pin}"
-        # every pinned package but the transformers family, then the release under test, then us
-        grep -v '^torch==' "${others}" > "${workdir}/requirements-${v}.txt"
-        echo "transformers==${v}" >> "${workdir}/requirements-${v}.txt"
-        "${pip[@]}" install -r "${workdir}/requirements-${v}.txt"
+        "${pip[@]}" install "torch==${torch_want}"
+        # every pinned package but torch, what that torch brought (another torch needs its own triton,
+        # sympy, ...) and the transformers family; then the release under test, then us
+        brought=""
+        [ -z "${suffix}" ] || brought=$("${venv}/bin/python" -m pip freeze 2>/dev/null \
+            | sed -n 's/^\([A-Za-z0-9_.-]*\)==.*/\1/p' | tr 'A-Z_.' 'a-z--' | paste -sd'|' -)
+        grep -v '^torch==' "${others}" | awk -F'==' -v brought="^(${brought})$" \
+            '{ name = tolower($1); gsub(/[_.]/, "-", name); if (brought == "^()$" || name !~ brought) print }' \
+            > "${workdir}/requirements-${v}${suffix}.txt"
+        echo "transformers==${v}" >> "${workdir}/requirements-${v}${suffix}.txt"
+        "${pip[@]}" install -r "${workdir}/requirements-${v}${suffix}.txt"
         "${pip[@]}" install --no-deps -e "${root}"
     fi
-    echo "== transformers ${v}: ${tests[*]}" >&2
+    echo "== transformers ${v}, torch ${torch_want}: ${tests[*]}" >&2
     start=$(date +%s)
     set +e
     (cd "${root}" && "${venv}/bin/python" -m pytest -p no:cacheprovider "${tests[@]}") > "${log}" 2>&1

@@ -41,6 +41,7 @@ __all__ = [
     "DynamicLayer",
     "GenerateBeamDecoderOnlyOutput",
     "GenerateDecoderOnlyOutput",
+    "REPETITION_PENALTY_SKIPS_LEFT_PADDING",
     "TESTED_RANGE",
     "attn_implementation",
     "cache_from_kwargs",
@@ -66,6 +67,10 @@ VERSION = Version(transformers.__version__)
 #: calls take the KV cache in the installed release, and the other spelling.
 CACHE_KWARG = "cache" if VERSION >= CACHE_RENAMED_IN else "past_key_values"
 _OTHER_CACHE_KWARG = "past_key_values" if CACHE_KWARG == "cache" else "cache"
+
+#: From 5.23 ``generate``'s repetition penalty skips each row's left padding (the prompt positions
+#: before its attention mask's first 1); before, the pad tokens counted as seen.
+REPETITION_PENALTY_SKIPS_LEFT_PADDING = VERSION >= Version("5.23.0.dev0")
 
 #: The keyword of the absolute cache positions some decoders still pass their layers.
 CACHE_POSITION_KWARG = "cache_position"

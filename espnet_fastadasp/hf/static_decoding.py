@@ -22,8 +22,9 @@ What a call does:
 3. the steps, each choosing as ``generate`` does (:mod:`.static_search`).
 
 Same tokens as plain ``generate`` with the same reduction (greedy and beam search, left-padded
-batches, every method; beam scores within float tolerance; tested). Limits: no sampling and no
-extra logits processors (refused, naming the setting); left padding; one token per step.
+batches, every method; beam scores within float tolerance; tested). Limits: no sampling, and of
+the logits processors only ``min_new_tokens`` and ``repetition_penalty`` (other settings are
+refused, naming them); left padding; one token per step.
 """
 
 from __future__ import annotations
@@ -235,7 +236,7 @@ def generate_static(
 
     cache = static_cache_from_prefill(prefill_cache, mask, k, max(1, M - 1))
     del prefill_cache
-    search = make_search(settings, B, device)
+    search = make_search(settings, B, device, prompt_ids=ids, prompt_mask=mask)
     with torch.no_grad():
         search.select(logits.repeat_interleave(k, dim=0) if k > 1 else logits)
     del logits

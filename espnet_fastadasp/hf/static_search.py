@@ -14,8 +14,10 @@ A search only ever stops at a host check the caller makes (:attr:`stopped`, ever
 once ``generate`` would have stopped, every later :meth:`select` leaves the result unchanged,
 so running a few steps further gives the same output.
 
-Only what ``generate`` does without sampling and without extra logits processors is
-reproduced; :func:`search_settings` refuses any other generation setting, naming it.
+Only what ``generate`` does without sampling is reproduced, with two of its logits processors:
+``min_new_tokens`` and ``repetition_penalty`` (which instruction-tuned checkpoints' generation
+configs set, so a real model's defaults work unchanged); :func:`search_settings` refuses any
+other generation setting, naming it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from typing import Any
 
 import torch
 
+from espnet_fastadasp.hf.compat import REPETITION_PENALTY_SKIPS_LEFT_PADDING
+
 logger = logging.getLogger(__name__)
 
 #: Generation settings that would add a logits processor, a stopping criterion or an output the
@@ -34,7 +38,6 @@ logger = logging.getLogger(__name__)
 #: :data:`NEUTRAL_ONE`).
 UNSUPPORTED_SETTINGS = (
     "do_sample",
-    "repetition_penalty",
     "encoder_repetition_penalty",
     "no_repeat_ngram_size",
     "encoder_no_repeat_ngram_size",
@@ -64,7 +67,7 @@ UNSUPPORTED_SETTINGS = (
 )
 
 #: Settings whose neutral value is 1 (a penalty or scale of 1 changes nothing).
-NEUTRAL_ONE = ("repetition_penalty", "encoder_repetition_penalty", "num_beam_groups", "guidance_scale")
+NEUTRAL_ONE = ("encoder_repetition_penalty", "num_beam_groups", "guidance_scale")
 
 NEG = -1.0e9  # transformers' beam search's "impossible" score
 
@@ -83,6 +86,7 @@ class SearchSettings:
     return_sequences: int
     return_dict: bool
     output_scores: bool
+    repetition_penalty: float = 1.0
 
 
 def search_settings(generation_config: Any, prompt_length: int, **kwargs: Any) -> SearchSettings:
@@ -119,6 +123,9 @@ def search_settings(generation_config: Any, prompt_length: int, **kwargs: Any) -
     if returns > beams:
         raise ValueError(f"num_return_sequences={returns} needs at least as many beams (num_beams={beams})")
     min_new = int(config.min_new_tokens or 0)
+    penalty = 1.0 if config.repetition_penalty is None else float(config.repetition_penalty)
+    if not penalty > 0:
+        raise ValueError(f"repetition_penalty must be > 0 (got {config.repetition_penalty!r})")
     return SearchSettings(
         beams=beams,
         max_new_tokens=int(max_new),
@@ -131,6 +138,7 @@ def search_settings(generation_config: Any, prompt_length: int, **kwargs: Any) -
         return_sequences=returns,
         return_dict=bool(config.return_dict_in_generate),
         output_scores=bool(config.output_scores),
+        repetition_penalty=penalty,
     )
 
 
@@ -142,12 +150,61 @@ def _active(name: str, value: Any) -> bool:
     return not (name in NEUTRAL_ONE and value == 1)
 
 
-class Search:
-    """Fixed-shape search state on one device; :meth:`select` takes a step's float32 logits."""
+class RepetitionPenalty:
+    """transformers' ``RepetitionPenaltyLogitsProcessor`` as fixed-shape state.
 
-    def __init__(self, settings: SearchSettings, batch: int, device: torch.device) -> None:
+    The processor divides (or, for negative scores, multiplies) the score of every token already in
+    a row's sequence, prompt included, by the penalty. Here the sequence is kept as a (rows, V)
+    bool mask of the tokens it holds, updated in place: unlike the ids it does not grow, so a
+    captured step replays it, and since the processor penalises each distinct token once, the
+    mask gives the same scores.
+    """
+
+    def __init__(
+        self, penalty: float, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor | None, beams: int, vocab: int
+    ) -> None:
+        self.penalty = penalty
+        ids = prompt_ids.clamp(max=vocab)  # ids past the LM head's vocabulary are never scored
+        if REPETITION_PENALTY_SKIPS_LEFT_PADDING and prompt_mask is not None:
+            first_real = (prompt_mask != 0).int().argmax(dim=1)
+            position = torch.arange(ids.shape[1], device=ids.device)
+            ids = ids.masked_fill(position[None, :] < first_real[:, None], vocab)
+        seen = torch.zeros(ids.shape[0], vocab + 1, dtype=torch.bool, device=ids.device)
+        seen.scatter_(1, ids, True)
+        self.seen = seen[:, :vocab].repeat_interleave(beams, dim=0).contiguous()
+
+    def apply(self, scores: torch.Tensor) -> torch.Tensor:
+        penalised = torch.where(scores < 0, scores * self.penalty, scores / self.penalty)
+        return torch.where(self.seen, penalised, scores)
+
+    def append(self, tokens: torch.Tensor, parents: torch.Tensor | None = None) -> None:
+        """Each row's sequence grows by ``tokens`` (rows,), after taking its parent row's (beams)."""
+        if parents is not None:
+            self.seen.copy_(self.seen.index_select(0, parents))
+        self.seen.scatter_(1, tokens.view(-1, 1), True)
+
+
+class Search:
+    """Fixed-shape search state on one device; :meth:`select` takes a step's float32 logits.
+
+    ``prompt_ids`` and ``prompt_mask`` (the prompts' ids and attention mask, one row per prompt) are
+    what a repetition penalty counts as already seen; needed only with one.
+    """
+
+    def __init__(
+        self,
+        settings: SearchSettings,
+        batch: int,
+        device: torch.device,
+        prompt_ids: torch.Tensor | None = None,
+        prompt_mask: torch.Tensor | None = None,
+    ) -> None:
+        if settings.repetition_penalty != 1.0 and prompt_ids is None:
+            raise ValueError("a repetition penalty needs the prompt ids (prompt_ids)")
         self.settings = settings
         self.batch = batch
+        self._prompt = (prompt_ids, prompt_mask)
+        self.penalty: RepetitionPenalty | None = None  # made at the first choice, before any capture
         self.step = torch.zeros((), dtype=torch.long, device=device)  # index of the token being chosen
         self.stopped = torch.zeros((), dtype=torch.bool, device=device)
         self.eos = torch.tensor(settings.eos_ids or [-1], dtype=torch.long, device=device)
@@ -158,7 +215,15 @@ class Search:
         self.beam_idx = torch.arange(self.rows, device=device)
 
     def processed(self, scores: torch.Tensor) -> torch.Tensor:
-        """The logits processors ``generate`` would apply here: ``min_new_tokens`` only."""
+        """The logits processors ``generate`` would apply here, in its order: the repetition
+        penalty, then ``min_new_tokens``."""
+        if self.settings.repetition_penalty != 1.0:
+            if self.penalty is None:
+                ids, mask = self._prompt
+                self.penalty = RepetitionPenalty(
+                    self.settings.repetition_penalty, ids, mask, self.settings.beams, scores.shape[-1]
+                )
+            scores = self.penalty.apply(scores)
         if self.settings.min_new_tokens <= 0 or not self.settings.eos_ids:
             return scores
         if self._eos_vocab is None:  # made at the first choice, before any step is captured
@@ -181,8 +246,8 @@ class Search:
 class GreedySearch(Search):
     """transformers' greedy search (``_sample`` without sampling)."""
 
-    def __init__(self, settings: SearchSettings, batch: int, device: torch.device) -> None:
-        super().__init__(settings, batch, device)
+    def __init__(self, settings: SearchSettings, batch: int, device: torch.device, **prompt: Any) -> None:
+        super().__init__(settings, batch, device, **prompt)
         M = settings.max_new_tokens
         self.tokens = torch.full((batch, M), settings.pad_id, dtype=torch.long, device=device)
         self.unfinished = torch.ones(batch, dtype=torch.bool, device=device)
@@ -200,6 +265,8 @@ class GreedySearch(Search):
         self.unfinished &= ~(self.hits_eos(chosen) | last)
         self.stopped |= ~self.unfinished.any()
         self.next_input.copy_(chosen[:, None])
+        if self.penalty is not None:
+            self.penalty.append(chosen)
         self.step.add_(1)
 
     def result(self, prompt_ids: torch.Tensor) -> dict[str, torch.Tensor | None]:
@@ -210,8 +277,8 @@ class GreedySearch(Search):
 class BeamSearch(Search):
     """transformers' vectorised beam search (``_beam_search`` without sampling), new tokens only."""
 
-    def __init__(self, settings: SearchSettings, batch: int, device: torch.device) -> None:
-        super().__init__(settings, batch, device)
+    def __init__(self, settings: SearchSettings, batch: int, device: torch.device, **prompt: Any) -> None:
+        super().__init__(settings, batch, device, **prompt)
         k, M = settings.beams, settings.max_new_tokens
         self.keep = max(2, 1 + len(settings.eos_ids)) * k
         # what transformers fills unused positions with (``pad or eos[0]`` if there is an eos, else -1)
@@ -298,6 +365,8 @@ class BeamSearch(Search):
         step = self.step.view(1)
         self.beam_idx.copy_(running_origin.index_select(2, step).view(-1).long())
         self.next_input.copy_(running_tokens.index_select(2, step).view(-1, 1))
+        if self.penalty is not None:
+            self.penalty.append(self.next_input, self.beam_idx)
         self.step.add_(1)
 
     def result(self, prompt_ids: torch.Tensor) -> dict[str, torch.Tensor | None]:
@@ -312,5 +381,13 @@ class BeamSearch(Search):
         }
 
 
-def make_search(settings: SearchSettings, batch: int, device: torch.device) -> Search:
-    return (BeamSearch if settings.beams > 1 else GreedySearch)(settings, batch, device)
+def make_search(
+    settings: SearchSettings,
+    batch: int,
+    device: torch.device,
+    prompt_ids: torch.Tensor | None = None,
+    prompt_mask: torch.Tensor | None = None,
+) -> Search:
+    """The search for ``settings``; ``prompt_ids`` / ``prompt_mask``: see :class:`Search`."""
+    search = BeamSearch if settings.beams > 1 else GreedySearch
+    return search(settings, batch, device, prompt_ids=prompt_ids, prompt_mask=prompt_mask)
