@@ -15,7 +15,9 @@ version = next(
 # is never picked; keep in step with espnet_fastadasp/hf_compat.py's TESTED_RANGE. The exact set
 # every test passed with is tools/constraints.txt (what tools/setup.sh installs).
 install_requires = [
-    "torch>=2.4",
+    # torch: 2.6 is transformers 5's own floor (it disables torch below); the core tests passed with
+    # 2.6.0, 2.9.1, 2.13.0, 2.14.1 and 2.15.0 (tools/test_versions.sh --torch X), the newest on 2026-12-02
+    "torch>=2.6,<2.16",
     "transformers>=5.17.0,<5.25",
     "packaging",
     "numpy",
@@ -31,7 +33,9 @@ install_requires = [
 ]
 
 extras_require = {
-    # triton: the CUDA kernels of espnet_fastadasp.hf.triton_received are tested on CPU by its interpreter
+    # triton: the CUDA kernels of espnet_fastadasp.hf.triton_received are tested on CPU by its interpreter.
+    # Beside NumPy 2.4 that interpreter needs triton >= 3.7 (3.6.0 fails inside it, 3.7.0 passes); the
+    # floor stays 3.4 because torch 2.9.1 (ESPnet's venv) pins triton 3.5.1.
     "test": ["pytest>=8", "pytest-timeout", "triton>=3.4"],
     # ESPnet itself is optional: its 202511 release pins setuptools<74 while torch >= 2.13 needs >= 77,
     # so it is offered as an extra for environments built around the torch ESPnet resolves with.

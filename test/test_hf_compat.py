@@ -132,3 +132,18 @@ def test_setup_py_declares_the_tested_range():
     constraints = (Path(__file__).parents[1] / "tools" / "constraints.txt").read_text().splitlines()
     pinned = next(line.split("==")[1] for line in constraints if line.startswith("transformers=="))
     assert is_tested_version(pinned)
+
+
+def test_setup_py_torch_range_holds_every_pinned_torch():
+    """The core venv's and the ESPnet venv's torch pins lie in the torch range setup.py declares."""
+    import re
+    from pathlib import Path
+
+    from packaging.specifiers import SpecifierSet
+
+    root = Path(__file__).parents[1]
+    spec = SpecifierSet(re.search(r'"torch([^"]+)"', (root / "setup.py").read_text()).group(1))
+    for name in ("constraints.txt", "constraints-espnet.txt"):
+        lines = (root / "tools" / name).read_text().splitlines()
+        pinned = next(line.split("==")[1] for line in lines if line.startswith("torch=="))
+        assert pinned in spec, f"tools/{name} pins torch {pinned}, outside setup.py's torch{spec}"

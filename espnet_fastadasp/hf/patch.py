@@ -129,7 +129,10 @@ class ReductionHandle:
 
     def _on_decoder_start(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         self.layout = None
-        if not self.config.is_noop:
+        # not while torch.compile traces a step (static decoding's compiled steps): dynamo before
+        # torch 2.13 refuses a context manager object here, and a compiled step's backend choice
+        # is made once, at tracing
+        if not self.config.is_noop and not torch.compiler.is_compiling():
             self._cudnn.enter_context(cudnn_attention_disabled())
         embeds = kwargs.get("inputs_embeds")
         if embeds is None:
