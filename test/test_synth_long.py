@@ -292,3 +292,26 @@ def test_run_sh_end_to_end_on_a_toy_model(tmp_path):
     assert "lasr" in results.split("## Verdict")[0]
     assert "## Transfer Entropy layer selection, validated at 50 % FLOPs reduction" in results
     assert (recipe / "RESULTS_tradeoff.png").is_file()
+
+    # the per-set cost measurement that sized the CPU default, on the data the run made
+    sets = "asr_test=2:auto keyword_test=2:3"
+    cost = [
+        "local/measure_cpu_cost.sh",
+        "--train_config",
+        "conf/train_toy.yaml",
+        "--sets",
+        sets,
+        "--specs",
+        "none fastv@0.3",
+    ]
+    proc = subprocess.run(cost, cwd=recipe, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [line.split("\t") for line in (recipe / "exp" / "cpu_cost" / "cost.tsv").read_text().splitlines()]
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("asr_test", "none", "2"),
+        ("asr_test", "fastv@0.3", "2"),
+        ("keyword_test", "none", "2"),
+        ("keyword_test", "fastv@0.3", "2"),
+    ]
+    longest = max(len(line.split(maxsplit=1)[1]) for line in (recipe / "data/asr_test/text").read_text().splitlines())
+    assert int(rows[0][3]) == longest + 1 and rows[2][3] == "3" and all(float(r[4]) > 0 for r in rows)

@@ -54,9 +54,9 @@ if "${full}"; then
     te_targets="0.5 0.3"
     te_layers="1 5 9 13 17 21 25"
 else
-    # sized for 30 minutes on 2 CPU cores (README.md here): decoding cost grows with the audio
-    # (prefill) and the transcript (one decoding step per character); the sparse answers are short
-    test_counts=asr=48,lasr=2,spkid=48,samespk=48,prosody=48,keyword=48
+    # sized for 30 minutes on 2 CPU cores from the cost of each set per setting, measured before any
+    # model exists (local/measure_cpu_cost.sh; README.md here): 48 per set took about 41 minutes
+    test_counts=asr=24,lasr=2,spkid=24,samespk=24,prosody=24,keyword=24
     targets="0.1 0.3 0.5"
     methods="fastadasp_constant fastadasp_decay fastadasp_once fastv random_evict"
     te_targets="0.5"
