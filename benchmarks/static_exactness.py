@@ -4,7 +4,7 @@
 
 The tiny Qwen2-Audio of the tests (random weights, float32), a left-padded batch of 3 prompts,
 every reduction method, greedy and beam 3, 8 new tokens (and a repetition penalty of 1.3, as
-instruction-tuned checkpoints set one, under two methods): the same tokens and beam scores as
+instruction-tuned checkpoints often set one, under two methods): the same tokens and beam scores as
 plain ``generate`` with the same reduction, with the steps run the way the device runs them
 (``auto``: one captured CUDA graph per step on CUDA). A capture needs a step without host
 synchronisation, so a row whose ``step_mode`` is ``cuda_graph`` also shows that. The CPU test

@@ -147,8 +147,8 @@ def test_repetition_penalty_counts_left_padding_as_the_installed_release(model, 
 
 
 def test_repetition_penalty_from_the_checkpoints_generation_config(checkpoint, processor, tmp_path):
-    """A checkpoint whose generation_config.json sets a penalty (as Qwen2-Audio-7B-Instruct's
-    does) decodes with it through from_pretrained, with nothing passed to generate_static."""
+    """A checkpoint whose generation_config.json sets a penalty (as instruction-tuned checkpoints'
+    often do) decodes with it through from_pretrained, with nothing passed to generate_static."""
     from transformers import GenerationConfig
 
     model = load(checkpoint)

@@ -130,8 +130,8 @@ class ReductionHandle:
     def _on_decoder_start(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         self.layout = None
         # not while torch.compile traces a step (static decoding's compiled steps): dynamo before
-        # torch 2.13 refuses a context manager object here, and a compiled step's backend choice
-        # is made once, at tracing
+        # torch 2.13 refuses a context manager object here, and the switch is only needed where
+        # each utterance brings new shapes (cuDNN plans per shape); a compiled step has fixed ones
         if not self.config.is_noop and not torch.compiler.is_compiling():
             self._cudnn.enter_context(cudnn_attention_disabled())
         embeds = kwargs.get("inputs_embeds")

@@ -16,7 +16,7 @@ so running a few steps further gives the same output.
 
 Only what ``generate`` does without sampling is reproduced, with two of its logits processors:
 ``min_new_tokens`` and ``repetition_penalty`` (which instruction-tuned checkpoints' generation
-configs set, so a real model's defaults work unchanged); :func:`search_settings` refuses any
+configs often set, so a real model's defaults work unchanged); :func:`search_settings` refuses any
 other generation setting, naming it.
 """
 
