@@ -101,6 +101,55 @@ def test_two_pass_lse_path_equals_the_float64_softmax(heads, spread):
     assert torch.allclose(out.double(), ref_out, atol=1e-5)
 
 
+@pytest.mark.parametrize("heads", [(4, 2), (4, 4)], ids=["gqa", "mha"])
+def test_two_pass_lse_path_with_padding_equals_the_float64_softmax(heads):
+    """A left-padded batch: both passes take the mask rule as an additive mask; padding keys
+    receive nothing, padding rows give nothing, a padding row holding NaN poisons nothing."""
+    q, k, v, valid = random_case(6, B=3, Hq=heads[0], Hkv=heads[1], Q=23, K=23, D=16, pad=(0, 5, 22))
+    q[1, :, :5] = float("nan")
+    k[1, :, :5] = float("nan")
+    v[1, :, :5] = float("nan")
+    assert lse_path_usable(q, k, padded=True)
+    out, got = attention_with_received_lse(q, k, v, 0.25, valid)
+    probs, ref_out = reference(q.nan_to_num(), k.nan_to_num(), v.nan_to_num(), valid, 0.25)
+    assert torch.allclose(got.double(), column_sums(probs, valid), atol=1e-5)
+    assert torch.all(got[~valid] == 0) and torch.isfinite(got).all()
+    assert torch.allclose(out.double()[valid], ref_out[valid], atol=1e-5)
+
+
+def eager_column_sums(query, key, key_valid, scaling):
+    """The sums eager attention's weights give in the inputs' dtype: logits in that dtype,
+    softmax in float32, weights rounded to that dtype (transformers' ``eager_attention_forward``)."""
+    groups = query.shape[1] // key.shape[1]
+    k = key.repeat_interleave(groups, dim=1)
+    K, Q = key.shape[2], query.shape[2]
+    logits = torch.matmul(query, k.transpose(-1, -2)) * scaling
+    allowed = allowed_keys(key_valid, torch.arange(K - Q, K))[:, None]
+    logits = logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
+    weights = torch.softmax(logits, dim=-1, dtype=torch.float32).to(query.dtype)
+    return (weights.float() * key_valid[:, None, :, None]).sum(dim=(1, 2))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("spread", [1.0, 9.0], ids=["plain_logits", "large_logits"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_two_pass_lse_path_in_half_precision_is_closer_than_eager(dtype, spread, padded):
+    """In bfloat16 / float16 the sums are as close to the float64 softmax of the same (rounded)
+    inputs as eager attention's own weights get, and within 1e-3 relative of it: the kernel
+    scores in float32 and the log-sum-exp goes in as a high and a low column. (One rounded
+    column would cost up to a few percent; eager rounds the logits to the dtype.)"""
+    q, k, v, valid = random_case(7, B=2, Hq=4, Hkv=2, Q=300, K=300, D=32, pad=(0, 40 if padded else 0))
+    q, k, v = (q * spread**0.5).to(dtype), (k * spread**0.5).to(dtype), v.to(dtype)
+    probs, _ = reference(q, k, v, valid, 32**-0.5)
+    want = column_sums(probs, valid)
+    out, got = attention_with_received_lse(q, k, v, 32**-0.5, valid if padded else None)
+    assert out.dtype == dtype and got.dtype == torch.float32
+    ours = ((got.double() - want).abs() / want.clamp_min(1e-3))[valid].max().item()
+    eager = ((eager_column_sums(q, k, valid, 32**-0.5).double() - want).abs() / want.clamp_min(1e-3))[valid]
+    assert ours <= 1e-3
+    assert ours <= eager.max().item()
+
+
 @pytest.mark.parametrize("fused", [False, True])
 def test_padding_holding_nan_does_not_poison_valid_rows(fused):
     q, k, v, valid = random_case(2, Q=9, K=9, pad=(3, 0))
@@ -153,6 +202,31 @@ def test_reducing_attention_equals_the_models_own_attention(checkpoint, processo
     rows = valid[:, :, None].expand_as(captured["ours"][0])
     assert torch.allclose(captured["ours"][0][rows], captured["eager"][0][rows], atol=1e-5)
     assert key.shape[2] == valid.shape[1]
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_window_scores_are_the_last_rows_attention(checkpoint, processor, implementation):
+    """scores_from="window": the model's own attention output, and the sums of eager attention's
+    probabilities over the last W valid query rows only (left padding)."""
+    model = load(checkpoint, implementation)
+    eager = load(checkpoint, "eager")
+    inputs = make_inputs(processor, [1.5, 0.7])
+    valid = inputs["attention_mask"].bool()
+    captured = {}
+    layer, window = 3, 5
+    with torch.no_grad():
+        captured["eager"] = eager(**inputs, output_attentions=True).attentions[layer].float()
+        reference_logits = eager(**inputs).logits
+    attn = model.model.language_model.layers[layer].self_attn
+    state = ReducingAttention(base=base_attention_function(attn, implementation), window=window)
+    with AttentionSwap(RECORDING_IMPLEMENTATION, {attn: state}), state.armed_for(valid, True), torch.no_grad():
+        logits = model(**inputs).logits
+    _, received = state.take()
+    weights = captured["eager"][:, :, -window:]  # (B, H, W, K): the last W query rows
+    expected = weights.sum(dim=(1, 2))
+    assert torch.allclose(received[valid], expected[valid], rtol=1e-4, atol=1e-5)
+    assert torch.allclose(received.sum(-1), torch.full((2,), window * weights.shape[1], dtype=torch.float32))
+    assert torch.allclose(logits[valid], reference_logits[valid], atol=1e-4)
 
 
 def test_unarmed_state_runs_the_base_function_untouched(checkpoint, processor):

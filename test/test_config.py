@@ -28,6 +28,9 @@ def test_yaml_round_trip(tmp_path):
         (dict(ratio=0.1, start_layer=-1), "start_layer=-1"),
         (dict(ratio=0.1, seed=1.5), "seed=1.5"),
         (dict(ratio=0.1, attention_chunk_size=0), "attention_chunk_size=0"),
+        (dict(ratio=0.1, scores_from="last"), "scores_from='last' is not one of all, window"),
+        (dict(ratio=0.1, score_window=0), "score_window=0 must be a positive integer"),
+        (dict(ratio=0.1, score_window=True), "score_window=True"),
     ],
 )
 def test_bad_values_name_the_field(kwargs, match):
@@ -71,6 +74,13 @@ def test_missing_and_corrupt_files(tmp_path):
         ("fastadasp_once@0.5", "fastadasp_once@0.5", dict(method="fastadasp", schedule="once", flops_reduction=0.5)),
         ("fastv@0.2", "fastv_constant@0.2", dict(method="fastv", schedule="constant", flops_reduction=0.2)),
         ("random_evict_decay%0.1", "random_evict_decay%0.1", dict(method="random_evict", schedule="decay", ratio=0.1)),
+        (
+            "h2o-w32@0.5",
+            "h2o_constant-w32@0.5",
+            dict(method="h2o", flops_reduction=0.5, scores_from="window", score_window=32),
+        ),
+        ("fastv_once-w8%0.2", "fastv_once-w8%0.2", dict(method="fastv", schedule="once", ratio=0.2, score_window=8)),
+        ("fastv@0.2", "fastv_constant@0.2", dict(scores_from="all")),
     ],
 )
 def test_reduction_specs(spec, tag, fields):
@@ -91,6 +101,9 @@ def test_reduction_specs(spec, tag, fields):
         ("fastv@x", "'x' is not a number"),
         ("fastv", "want none"),
         ("fastv@1.5", r"must be in \[0, 1\)"),
+        ("fastv-w@0.3", "want none"),
+        ("fastv-w0@0.3", "score_window=0"),
+        ("fastv@0.3@0.2", "want none"),
     ],
 )
 def test_bad_reduction_specs(spec, match):

@@ -65,6 +65,25 @@ def test_batch_equals_single_runs(model, processor, method, schedule):
 
 
 @pytest.mark.parametrize("method", ["fastadasp", "fastv", "h2o"])
+def test_window_scoring_batch_equals_single_runs(model, processor, method):
+    """Scores from the last rows only: each row of a padded batch as in its own run, and another
+    choice than the all-rows scores somewhere (the option is not a no-op)."""
+    cfg = fa.ReductionConfig(method=method, flops_reduction=0.3, scores_from="window", score_window=3)
+    inputs = make_inputs(processor, BATCH_SECONDS)
+    with fa.apply(model, cfg):
+        batch = new_tokens(generate(model, inputs), inputs)
+        for row, secs in enumerate(BATCH_SECONDS):
+            single_inputs = make_inputs(processor, [secs], seed=10 * row)
+            single = new_tokens(generate(model, single_inputs), single_inputs)
+            assert torch.equal(single[0], batch[row]), f"{method}: row {row} differs from its single run"
+    kept = {}  # what the last layer's cache holds after the prefill
+    for scores_from in ("window", "all"):
+        with fa.apply(model, cfg.replace(scores_from=scores_from)), torch.no_grad():
+            kept[scores_from] = cache_of_output(model(**inputs, use_cache=True)).layers[-1].keys
+    assert kept["window"].shape == kept["all"].shape and not torch.equal(kept["window"], kept["all"])
+
+
+@pytest.mark.parametrize("method", ["fastadasp", "fastv", "h2o"])
 def test_beam_search_batch_equals_single_runs(model, processor, method):
     cfg = fa.ReductionConfig(method=method, flops_reduction=0.3)
     inputs = make_inputs(processor, BATCH_SECONDS[:2])

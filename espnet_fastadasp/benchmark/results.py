@@ -175,8 +175,9 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"{data['decode_weight_bytes'] / 1e9:.2f} GB of weights per step. floor = (weights + KV read per step) / "
         "bandwidth; x floor = step ms / floor ms.",
         "",
-        "reduce s: the reduction steps inside the prefill (choose, merge or evict); scoring s: the attention of "
-        "the reducing layers, which also sums the attention each token received; both included in prefill s. "
+        "reduce s: the reduction steps inside the prefill (choose, merge or evict); scoring s: the attention "
+        "kernels of the reducing layers (their own attention and the sums of the attention each token received; "
+        "projections excluded); both included in prefill s. "
         "prefill floor s: the decoder's counted prefill FLOPs / the measured matmul rate"
         + (f" ({data['matmul_flops_per_s'] / 1e12:.2f} TFLOP/s)" if data.get("matmul_flops_per_s") else "")
         + "; a lower bound (the encoder, LM head and softmax are left out).",

@@ -29,7 +29,9 @@ over all settings so that clock or thermal drift hits all of them alike:
   bookkeeping and the cache reorder), i.e. what one new token really costs;
 * reduce s / scoring s: the reduction's own steps inside the prefill, timed with CUDA events (no
   synchronisation inside the prefill): choosing and merging or evicting tokens; and the attention
-  of the reducing layers, which also sums the attention each token received. prefill floor s:
+  kernels of the reducing layers (their own attention and the sums of the attention each token
+  received, without the projections: about twice a plain attention for the exact sums, about
+  once with ``-wW`` windows). prefill floor s:
   the decoder's counted prefill FLOPs / the FLOP/s of a large matmul measured once in the run;
 * prompt modes (``--prompt_modes``): ``hf`` is plain ``generate`` with only the last prompt
   position through the LM head (:func:`espnet_fastadasp.prefill_last_logits`);

@@ -8,6 +8,7 @@ file (``--reduction_config conf/reduction/fastadasp_constant.yaml``).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,11 @@ METHODS: tuple[str, ...] = method_names()
 #: decay: that fraction at start_layer, falling linearly to 0 at the last layer;
 #: once: a single reduction at start_layer (the sparse strategy).
 SCHEDULES: tuple[str, ...] = ("constant", "decay", "once")
+
+#: all: the attention each token received from every query row and head (the paper's weights,
+#: FastV's and H2O's scores); window: from the last ``score_window`` query rows only (the prompt's
+#: instruction, as FastV's own code and SnapKV do), which costs a few rows instead of a pass.
+SCORES_FROM: tuple[str, ...] = ("all", "window")
 
 
 class ConfigError(ValueError):
@@ -47,6 +53,10 @@ class ReductionConfig:
     seed: int = 0
     #: Query rows per chunk when summing the attention each token received (bounds memory).
     attention_chunk_size: int = 1024
+    #: Which query rows' attention scores the tokens (see :data:`SCORES_FROM`).
+    scores_from: str = "all"
+    #: The number of last query rows with ``scores_from="window"``.
+    score_window: int = 32
     #: A flops_reduction target an utterance cannot reach (too little audio for its text):
     #: ``error`` raises; ``max`` uses the most aggressive plan and logs a warning (the stats
     #: show what was achieved). Never a silent shortfall.
@@ -63,6 +73,10 @@ class ReductionConfig:
             raise ConfigError(f"seed={self.seed!r} must be an integer")
         if self.unreachable not in ("error", "max"):
             raise ConfigError(f"unreachable={self.unreachable!r} must be 'error' or 'max'")
+        if self.scores_from not in SCORES_FROM:
+            raise ConfigError(f"scores_from={self.scores_from!r} is not one of {', '.join(SCORES_FROM)}")
+        if not isinstance(self.score_window, int) or isinstance(self.score_window, bool) or self.score_window < 1:
+            raise ConfigError(f"score_window={self.score_window!r} must be a positive integer")
         if not isinstance(self.attention_chunk_size, int) or self.attention_chunk_size < 1:
             raise ConfigError(f"attention_chunk_size={self.attention_chunk_size!r} must be a positive integer")
         for name in ("ratio", "flops_reduction"):
@@ -127,28 +141,33 @@ class ReductionConfig:
             raise ConfigError(f"{path}: {exc}") from exc
 
 
+#: ``METHOD[_SCHEDULE][-wW]`` then ``@TARGET`` or ``%RATIO``
+_SPEC = re.compile(r"^(?P<name>[A-Za-z0-9_]+?)(?:-w(?P<window>\d+))?(?P<sep>[@%])(?P<amount>.*)$")
+
+
 def parse_reduction_spec(spec: str, **defaults: Any) -> tuple[str, ReductionConfig]:
     """A recipe's short name for a setting -> ``(tag, config)``.
 
     Forms: ``none``; ``METHOD@TARGET`` or ``METHOD_SCHEDULE@TARGET`` (TARGET is a prefill FLOPs
     reduction, e.g. ``fastadasp_constant@0.3``, ``fastadasp_once@0.5``, ``fastv@0.3``; the
-    schedule defaults to constant); ``METHOD_SCHEDULE%RATIO`` for a fixed per-layer ratio; or a
-    path to a YAML config (the tag is the file's stem). ``defaults`` (e.g. ``start_layer``) fill
-    fields the spec does not set.
+    schedule defaults to constant); ``METHOD_SCHEDULE%RATIO`` for a fixed per-layer ratio; either
+    with ``-wW`` before the ``@``/``%`` to score from the last W query rows
+    (``h2o-w32@0.5``: ``scores_from="window", score_window=32``); or a path to a YAML config (the
+    tag is the file's stem). ``defaults`` (e.g. ``start_layer``) fill fields the spec does not set.
     """
     spec = spec.strip()
     if spec.endswith((".yaml", ".yml")):
         return Path(spec).stem, ReductionConfig.load_yaml(spec, **defaults)
     if spec == "none":
         return "none", ReductionConfig(method="none", **{k: v for k, v in defaults.items() if k in ("seed",)})
-    seps = [sep for sep in ("@", "%") if sep in spec]
-    if len(seps) != 1:
+    match = _SPEC.match(spec)
+    if match is None or spec.count("@") + spec.count("%") != 1:
         raise ConfigError(
-            f"reduction spec {spec!r}: want none, METHOD[_SCHEDULE]@TARGET, METHOD[_SCHEDULE]%RATIO or a .yaml"
+            f"reduction spec {spec!r}: want none, METHOD[_SCHEDULE][-wW]@TARGET, METHOD[_SCHEDULE][-wW]%RATIO "
+            "or a .yaml"
         )
-    sep = seps[0]
+    name, window, sep, amount = match.group("name", "window", "sep", "amount")
     field_name = "flops_reduction" if sep == "@" else "ratio"
-    name, _, amount = spec.partition(sep)
     method, schedule = name, defaults.pop("schedule", "constant")
     for sched in SCHEDULES:
         if name.endswith("_" + sched):
@@ -159,5 +178,8 @@ def parse_reduction_spec(spec: str, **defaults: Any) -> tuple[str, ReductionConf
         value = float(amount)
     except ValueError:
         raise ConfigError(f"reduction spec {spec!r}: {amount!r} is not a number") from None
-    tag = f"{method}_{schedule}{'@' if sep == '@' else '%'}{amount}"
-    return tag, ReductionConfig.from_dict({"method": method, "schedule": schedule, field_name: value, **defaults})
+    scoring = {} if window is None else {"scores_from": "window", "score_window": int(window)}
+    tag = f"{method}_{schedule}{'' if window is None else f'-w{window}'}{sep}{amount}"
+    return tag, ReductionConfig.from_dict(
+        {"method": method, "schedule": schedule, field_name: value, **scoring, **defaults}
+    )

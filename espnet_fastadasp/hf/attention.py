@@ -7,11 +7,14 @@ it for the whole sequence costs heads x length^2 floats per layer. So at a *redu
 attention module is pointed at our own attention function (registered with transformers' public
 ``AttentionInterface``), which computes the attention output and the column sums in one pass
 over blocks of query rows (:func:`attention_with_received`): memory is bounded by a block,
-whatever the length, and each score is computed once. On CPU, an unpadded prefill gets the sums
-from a second pass of PyTorch's fused CPU attention over the transposed problem
-(:func:`attention_with_received_lse`), cheaper still. On CUDA with Triton the model's own fused
+whatever the length, and each score is computed once. On CPU a prefill gets the sums from a
+second pass of PyTorch's fused CPU attention over the transposed problem
+(:func:`attention_with_received_lse`), cheaper still, in float32, bfloat16 and float16 alike. On CUDA with Triton the model's own fused
 kernel computes the output and two tiled kernels the sums (:mod:`.triton_received`), so the
 scores are never written to memory. All other layers keep the model's kernel.
+
+With ``ReductionConfig(scores_from="window")`` only the last query rows' scores are summed (a
+small block after the model's own kernel), a cheaper approximation of the same weights.
 
 The queries and keys are those the model hands to its attention function (after RoPE, exactly
 what the kernel sees). Where the fused pass does not apply (dropout, sliding windows, soft-capping,
@@ -28,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -42,6 +45,7 @@ from espnet_fastadasp.hf.compat import (
     with_attn_implementation,
 )
 from espnet_fastadasp.hf.masks import allowed_keys
+from espnet_fastadasp.hf.step_timer import StepTimer
 
 RECORDING_IMPLEMENTATION = "fastadasp_record"
 SUPPORTED_IMPLEMENTATIONS = ("sdpa", "eager")
@@ -160,43 +164,93 @@ def _cpu_flash_with_lse() -> Callable[..., Any] | None:
     return getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
-def lse_path_usable(query: torch.Tensor, key: torch.Tensor) -> bool:
+#: the dtypes PyTorch's CPU flash kernel takes (it computes the scores and the softmax in float32)
+LSE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+#: the additive masks of a padded two-pass prefill (two of batch x length^2 in the model's dtype)
+#: stay under this; a longer padded batch takes the blocked pass, whose memory is bounded by a block
+LSE_MASK_BYTES = 1 << 30
+
+
+def lse_path_usable(query: torch.Tensor, key: torch.Tensor, padded: bool = False) -> bool:
     """Whether :func:`attention_with_received_lse` can run: CPU, a prefill (as many queries as
-    keys), float32 (the transposed pass carries the weights in the inputs' dtype)."""
+    keys), a dtype of :data:`LSE_DTYPES`, and for a ``padded`` batch masks that fit :data:`LSE_MASK_BYTES`."""
+    B, _, T, _ = query.shape
     return (
         query.device.type == "cpu"
-        and query.dtype == torch.float32
-        and query.shape[2] == key.shape[2]
+        and query.dtype in LSE_DTYPES
+        and T == key.shape[2]
         and _cpu_flash_with_lse() is not None
+        and (not padded or 2 * B * T * T * query.element_size() <= LSE_MASK_BYTES)
     )
 
 
+def lse_offset_columns(lse: torch.Tensor, scaling: float, dtype: torch.dtype) -> torch.Tensor:
+    """``-lse / scaling`` as two columns of ``dtype`` (a high and a low part), (..., T, 2).
+
+    Why two: the transposed pass appends them to the queries (and two ones to the keys), so the
+    kernel's float32 dot product adds ``hi + lo``; one bfloat16 column would round ``lse``
+    (about 5-50) to 8 bits, an error of up to a few percent in every weight. High and low
+    together hold it to about 16 bits; in float32 the low part is zero."""
+    offset = lse.float().neg().div_(scaling)
+    hi = offset.to(dtype)
+    lo = (offset - hi.float()).to(dtype)
+    return torch.stack([hi, lo], dim=-1)
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A (B, 1, Q, K) additive mask in ``dtype`` (the CPU flash kernel's form): 0 or -inf."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))
+
+
 def attention_with_received_lse(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    scaling: float,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Causal attention and the attention each key received, for an unpadded prefill, from two
-    passes of PyTorch's fused CPU attention (each score is recomputed once, never stored).
+    """Causal attention and the attention each key received, for a prefill, from two passes of
+    PyTorch's fused CPU attention (each score is recomputed once, never stored).
 
     Why: the sum for key j is ``sum_i exp(s_ij - lse_i)`` over the rows i >= j. The first pass
-    is the layer's own attention, which also returns every row's log-sum-exp ``lse_i``. Append
-    ``-lse_i`` to each (scaled) query and ``1`` to each key: their dot product is
-    ``s_ij - lse_i``, so an attention of the keys over the queries has, as its own log-sum-exp,
-    ``log sum_i exp(s_ij - lse_i)``: the log of the sum we want, computed by the kernel's stable
-    online max (no weight can overflow). Reversing both sequences turns "rows after j" into the
-    kernel's causal "keys before"; the second pass's output is not needed (its values are zero).
+    is the layer's own attention, which also returns every row's log-sum-exp ``lse_i`` (float32,
+    in any input dtype). Append ``-lse_i / scaling`` to each query and ``1`` to each key: their
+    scaled dot product is ``s_ij - lse_i``, so an attention of the keys over the queries has,
+    as its own log-sum-exp, ``log sum_i exp(s_ij - lse_i)``: the log of the sum we want,
+    computed by the kernel's stable online max in float32 (no weight can overflow). The offset
+    goes in as a high and a low column (:func:`lse_offset_columns`) so that bfloat16 and
+    float16 inputs lose nothing to its rounding. Reversing both sequences turns "rows after j"
+    into the kernel's causal "keys before"; the second pass's output is not needed.
 
-    Shapes as :func:`attention_with_received` with Q == K and no padding (every key and query
-    valid); GQA keys are expanded for the kernel. Returns the output (B, Q, Hq, D) and (B, K) float32.
+    Shapes as :func:`attention_with_received` with Q == K; GQA keys are expanded for the kernel.
+    ``valid`` (B, T) bool: the valid tokens of a padded batch (None: all valid); then both
+    passes take :func:`~espnet_fastadasp.hf.masks.allowed_keys`' rule as an additive mask
+    besides their causal one, and padding rows are left out of the sums. Returns the output
+    (B, Q, Hq, D) in the query's dtype and (B, K) float32.
     """
     flash = _cpu_flash_with_lse()
     groups = query.shape[1] // key.shape[1]
     if groups > 1:
         key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
-    out, lse = flash(query, key, value, 0.0, True, scale=scaling)
-    queries = torch.cat([query * scaling, -lse.unsqueeze(-1).to(query.dtype)], dim=-1)
-    keys = torch.cat([key, torch.ones_like(key[..., :1])], dim=-1)
-    _, lse2 = flash(keys.flip(2), queries.flip(2), torch.zeros_like(keys), 0.0, True, scale=1.0)
-    return out.transpose(1, 2), torch.exp(lse2.float()).sum(1).flip(-1)
+    mask = mask_t = None
+    if valid is not None:
+        T = valid.shape[1]
+        allowed = allowed_keys(valid, torch.arange(T, device=valid.device))  # (B, Q, K)
+        mask = _additive(allowed[:, None], query.dtype)
+        # transposed (keys over queries), padding queries left out, both sequences reversed
+        mask_t = _additive((allowed & valid[:, :, None]).transpose(1, 2).flip(1, 2)[:, None], query.dtype)
+        # padding holding NaN would reach the kernel's float32 scores (a mask adds -inf to NaN)
+        # and its products; zeroed, it only meets masks
+        pad = ~valid[:, None, :, None]
+        query, key, value = query.masked_fill(pad, 0), key.masked_fill(pad, 0), value.masked_fill(pad, 0)
+    out, lse = flash(query, key, value, 0.0, True, attn_mask=mask, scale=scaling)
+    queries = torch.cat([query, lse_offset_columns(lse, scaling, query.dtype)], dim=-1).flip(2)
+    keys = torch.cat([key, torch.ones_like(key[..., :2])], dim=-1).flip(2)
+    _, lse_t = flash(keys, queries, keys, 0.0, True, attn_mask=mask_t, scale=scaling)
+    per_head = torch.exp(lse_t.float())  # a key no valid row sees: -inf, or NaN where fully masked
+    if valid is not None:
+        per_head = torch.where(valid.flip(-1)[:, None], per_head, torch.zeros((), device=per_head.device))
+    return out.transpose(1, 2), per_head.sum(1).flip(-1)
 
 
 @dataclass
@@ -206,14 +260,19 @@ class ReducingAttention:
     The layer arms it around its attention call (:meth:`armed_for`); armed, the function keeps
     the layer's keys (merging compares them) and, when ``key_valid`` is given (the method reads
     attention), the attention each key received: on CUDA with Triton from the tiled kernels after
-    the model's own function; on CPU without padding from two passes of the fused CPU kernel
+    the model's own function; on CPU from two passes of the fused CPU kernel
     (:func:`attention_with_received_lse`); elsewhere from one blocked pass that also gives the
     output (:func:`attention_with_received`), or after the model's own function where that pass
-    does not apply. What each path costs is measured by ``benchmarks/received_paths.py``.
+    does not apply. With a ``window``, only the last rows' scores are computed, after the model's
+    own function. What each path costs is measured by ``benchmarks/received_paths.py``.
     """
 
     base: Callable[..., Any]
     chunk_size: int = 1024
+    #: score from the last ``window`` query rows only (``ReductionConfig.scores_from="window"``)
+    window: int | None = None
+    #: times the attention with its sums as the step "scoring" (the handle's timer)
+    timer: StepTimer = field(default_factory=StepTimer)
     armed: bool = False
     key_valid: torch.Tensor | None = None
     padded: bool = True
@@ -243,21 +302,34 @@ class ReducingAttention:
         if not self.armed:
             return self.base(module, query, key, value, attention_mask, **kwargs)
         self.key = key
-        valid = self.key_valid
-        if valid is None:
+        if self.key_valid is None:
             return self.base(module, query, key, value, attention_mask, **kwargs)
+        with self.timer.step("scoring"):
+            return self._attention_and_received(module, query, key, value, attention_mask, **kwargs)
+
+    def _attention_and_received(self, module: nn.Module, query, key, value, attention_mask, **kwargs: Any) -> Any:
+        """The layer's attention output; the attention each key received left in ``self.received``."""
+        valid = self.key_valid
         scaling = kwargs.get("scaling") or getattr(module, "scaling", query.shape[-1] ** -0.5)
         plain = not kwargs.get("dropout") and kwargs.get("sliding_window") is None and not kwargs.get("softcap")
         T = valid.shape[1]
         q, k = query[:, :, -T:], key[:, :, -T:]
+        if self.window is not None:
+            # the model's own kernel for the output; the last rows' scores are a small block
+            out = self.base(module, query, key, value, attention_mask, **kwargs)
+            rows = min(self.window, q.shape[2])
+            self.received = attention_received(q[:, :, -rows:], k, valid, valid[:, -rows:], scaling, self.chunk_size)
+            return out
         if triton_received.usable(query):
             # the model's fused kernel for the output, two tiled passes for the sums (scores never stored)
             out = self.base(module, query, key, value, attention_mask, **kwargs)
             self.received = triton_received.attention_received(q, k, valid, valid, scaling)
             return out
         if plain and key.shape[2] == T == query.shape[2]:
-            if not self.padded and lse_path_usable(query, key):
-                out, self.received = attention_with_received_lse(query, key, value, scaling)
+            if lse_path_usable(query, key, self.padded):
+                out, self.received = attention_with_received_lse(
+                    query, key, value, scaling, valid if self.padded else None
+                )
             else:
                 out, self.received = attention_with_received(query, key, value, valid, valid, scaling, self.chunk_size)
             return out, None

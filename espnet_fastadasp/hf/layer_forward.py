@@ -48,7 +48,7 @@ class ReducingLayer:
         """``call()``'s result, with the keys and attention received its attention recorded."""
         layout = self.handle.layout
         valid = layout.valid if self.handle.method.needs_attention else None
-        with self.handle.timer.step("scoring"), self.attention.armed_for(valid, layout.padded):
+        with self.attention.armed_for(valid, layout.padded):
             out = call()
         return (out, *self.attention.take())
 

@@ -98,6 +98,8 @@ class ReductionHandle:
             states[attn] = ReducingAttention(
                 base=base_attention_function(attn, self.parts.attn_implementation),
                 chunk_size=self.config.attention_chunk_size,
+                window=self.config.score_window if self.config.scores_from == "window" else None,
+                timer=self.timer,
             )
             self._undo.append(ReducingLayer(self, idx, states[attn]).install(self.parts.layers[idx]))
         self._undo.append(AttentionSwap(RECORDING_IMPLEMENTATION, states).restore)
