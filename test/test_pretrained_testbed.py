@@ -234,7 +234,10 @@ def test_projector_training_runs_and_resumes(checkpoint, tmp_path):
     assert sorted(cache) == [f"asr_train_{i:06d}" for i in range(3)]
     assert [len(v["feats"]) for v in cache.values()] == [37, 62, 87]
 
-    # resume: one more joint step continues from the checkpoint, not from scratch
+    # resume: one more joint step continues from the checkpoint, not from scratch; a loss row logged
+    # after the last checkpoint (a run killed between the two) is dropped, its step redone
+    with (out / "train_log.jsonl").open("a") as log:
+        log.write(json.dumps({"step": 99, "loss": 1.0}) + "\n")
     cfg.max_steps = 2
     again = Trainer(cfg)
     assert again.step == 3
@@ -243,6 +246,12 @@ def test_projector_training_runs_and_resumes(checkpoint, tmp_path):
     assert again.step == 4
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
+
+    # the diagnostic: greedy CTC transcripts from the checkpoint's projector and head
+    from espnet_fastadasp.pretrained.train_projector import ctc_greedy_transcripts
+
+    hyps = ctc_greedy_transcripts(checkpoint, out / "checkpoint.pt", [str(data)], data)
+    assert sorted(hyps) == [f"asr_train_{i:06d}" for i in range(3)] and all(isinstance(h, str) for h in hyps.values())
 
 
 def test_trained_projector_goes_into_the_assembled_model(assembled, tmp_path):

@@ -3,6 +3,8 @@
     python -m espnet_fastadasp.bin.slam_recipe librivox --out_dir data/librivox     # the 5 real clips
     python -m espnet_fastadasp.bin.slam_recipe prompts data/asr_test data/lasr_test  # chat ASR prompts
     python -m espnet_fastadasp.bin.slam_recipe whisper --data_dir data/asr_test --out_dir exp/whisper_tiny_en/asr_test
+    python -m espnet_fastadasp.bin.slam_recipe ctc --model_dir exp/slam_init --checkpoint exp/projector/checkpoint.pt \
+        --train_dirs data/asr_train --data_dir data/asr_test --out_dir exp/projector/ctc_greedy/asr_test
     python -m espnet_fastadasp.bin.slam_recipe report --exp_dir exp/slam_whisper_smollm2 --peer_dir ... >> RESULTS.md
 """
 
@@ -28,6 +30,12 @@ def get_parser() -> argparse.ArgumentParser:
     wh.add_argument("--data_dir", required=True)
     wh.add_argument("--out_dir", required=True)
     wh.add_argument("--batch_size", type=int, default=8)
+    ct = sub.add_parser("ctc", help="greedy CTC transcripts of a data dir from a training checkpoint (a diagnostic)")
+    ct.add_argument("--model_dir", required=True)
+    ct.add_argument("--checkpoint", required=True)
+    ct.add_argument("--train_dirs", nargs="+", required=True)
+    ct.add_argument("--data_dir", required=True)
+    ct.add_argument("--out_dir", required=True)
     rp = sub.add_parser("report", help="RESULTS.md's section (markdown on stdout)")
     rp.add_argument("--exp_dir", required=True)
     rp.add_argument("--peer_dir", required=True)
@@ -57,6 +65,14 @@ def main(cmd: Sequence[str] | None = None) -> None:
                     Path(args.model), Path(args.projector),
                 )
             )
+        elif args.cmd == "ctc":
+            from pathlib import Path
+
+            from espnet_fastadasp.pretrained.train_projector import ctc_greedy_transcripts
+
+            hyps = ctc_greedy_transcripts(args.model_dir, args.checkpoint, args.train_dirs, args.data_dir)
+            Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+            (Path(args.out_dir) / "text").write_text("".join(f"{k} {v}\n" for k, v in hyps.items()))
         elif args.cmd == "prompts":
             for d in args.data_dirs:
                 recipe_data.set_chat_prompts(d)

@@ -339,6 +339,11 @@ class Trainer:
         self.batches = state["batches"]
         self.batch_rng.setstate(state["batch_rng"])
         _set_rng_state(state["rng"])
+        # the loss curve keeps only what the checkpoint holds (steps logged after it are redone)
+        log = self.out / "train_log.jsonl"
+        if log.is_file():
+            rows = [line for line in log.read_text().splitlines() if line.strip()]
+            log.write_text("".join(f"{r}\n" for r in rows if json.loads(r)["step"] <= self.step))
         logger.info("resumed from %s at step %d", self.ckpt_path, self.step)
 
     def save(self) -> None:
@@ -437,3 +442,36 @@ def load_config(path: str | Path, **overrides: Any) -> ProjectorTrainConfig:
     data.update({k: v for k, v in overrides.items() if v is not None})
     return ProjectorTrainConfig(**data)
 
+
+
+@torch.no_grad()
+def ctc_greedy_transcripts(model_dir: str | Path, checkpoint: str | Path, train_dirs: list[str], data_dir: str | Path) -> dict[str, str]:
+    """Greedy CTC transcripts of a data dir from a training checkpoint's projector and CTC head.
+
+    A diagnostic, not the model's output (the CTC head is training-only): whether the projected
+    audio already carries the words, before the frozen LLM has learnt to read them. ``train_dirs``
+    rebuild the head's token subset exactly as the trainer did.
+    """
+    from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+
+    model = Qwen2AudioForConditionalGeneration.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    processor = AutoProcessor.from_pretrained(str(model_dir))
+    tok = processor.tokenizer
+    state = torch.load(checkpoint, weights_only=False)
+    model.model.multi_modal_projector.load_state_dict(state["projector"])
+    answers = [t for d in train_dirs for t in read_key_value(Path(d) / "text").values()]
+    ids = [t for a in answers for t in tok(a, add_special_tokens=False)["input_ids"]]
+    ctc = SubsetCTC(ids, model.model.language_model.embed_tokens.weight)
+    ctc.load_state_dict(state["ctc"])
+    reader = AudioReader(Path(data_dir) / "wav.scp", sampling_rate=processor.feature_extractor.sampling_rate)
+    out = {}
+    for key in tqdm(reader.keys(), desc="ctc greedy", unit="utt", disable=None):
+        feats = torch.cat(encode_windows(model, processor, split_windows(reader(key), int(processor.feature_extractor.n_samples))))
+        best = ctc.head(model.model.multi_modal_projector(feats.float())).argmax(-1).tolist()
+        tokens, prev = [], None
+        for b in best:
+            if b != prev and b != ctc.blank:
+                tokens.append(ctc.token_ids[b])
+            prev = b
+        out[key] = tok.decode(tokens)
+    return out
