@@ -6,6 +6,8 @@ the prompt lengths of 120 s and 240 s), times, median of ``--repeats`` after a w
 * ``sdpa``: the model's own attention alone (causal SDPA), the cost without any sums;
 * ``sdpa+triton``: SDPA, then the two tiled Triton kernels of ``espnet_fastadasp.hf.triton_received``
   (CUDA only);
+* ``flash_lse+triton``: PyTorch's CUDA flash kernel (the output and each row's log-sum-exp), then
+  the column kernel alone: what an unpadded float16 / bfloat16 CUDA prefill uses;
 * ``fused_torch``: the blocked torch pass of ``attention_with_received`` (output and sums at once);
 * ``lse_two_pass``: ``attention_with_received_lse``, two passes of PyTorch's fused CPU attention
   (CPU only: what an unpadded CPU prefill uses);
@@ -140,6 +142,14 @@ def measure_length(
             triton_received.attention_received(q, k, valid, valid, scale),
         )
         sums["sdpa+triton"] = lambda: triton_received.attention_received(q, k, valid, valid, scale)
+    if triton_received.usable(q) and triton_received.flash_lse_usable(q, k):
+
+        def flash_then_columns() -> tuple[torch.Tensor, torch.Tensor]:
+            out, lse = triton_received.flash_attention_with_lse(q, k, v, scale)
+            return out, triton_received.attention_received(q, k, valid, valid, scale, lse=lse)
+
+        paths["flash_lse+triton"] = flash_then_columns
+        sums["flash_lse+triton"] = lambda: flash_then_columns()[1]
     try:
         from flash_colreduce import flash_colreduce
     except ImportError:

@@ -13,6 +13,7 @@ import soundfile as sf
 from espnet_fastadasp.bin import inference as inf
 from espnet_fastadasp.decoding.data import AudioError, AudioReader, DataError
 from espnet_fastadasp.decoding.encoder_memo import AudioEncoderMemo
+from espnet_fastadasp.decoding.outputs import SettingsMismatch
 from espnet_fastadasp.decoding.speech2text import load_model
 from espnet_fastadasp.hf.parts import UnsupportedModelError
 from espnet_fastadasp.hf.tiny import synthetic_audio
@@ -91,6 +92,27 @@ def test_shared_prompt_beam_search_gives_the_same_hypotheses(checkpoint, tmp_pat
     assert cost["utt0"]["audio_tokens"] == audio_tokens(1.0) and 0.1 < cost["utt0"]["flops_reduction"] < 0.3
     with pytest.raises(SystemExit):
         run(checkpoint, d, tmp_path / "bad", "--share_prompt", "maybe")
+
+
+def test_static_decoding_gives_the_same_hypotheses(checkpoint, tmp_path):
+    """--static_decoding true (eager and compiled steps): the same text as plain generate in float32,
+    with and without a reduction; settings.yaml records it, so a resume with it switched refuses."""
+    d = write_data(tmp_path, [1.0, 4.5, 0.6])
+    beams = ("--beam_size", "3", "--max_new_tokens", "6")
+    for reduction in (("method=none",), ("method=fastadasp", "flops_reduction=0.2")):
+        tag = reduction[0].split("=")[1]
+        run(checkpoint, d, tmp_path / f"plain_{tag}", *beams, reduction=reduction)
+        plain = read(tmp_path / f"plain_{tag}" / "1best_recog" / "text")
+        for mode in ("eager", "compile"):
+            out = tmp_path / f"static_{tag}_{mode}"
+            run(checkpoint, d, out, *beams, "--static_decoding", "true", "--static_step_mode", mode, reduction=reduction)
+            assert read(out / "1best_recog" / "text") == plain, f"{tag}, {mode} steps"
+            assert "static_step_mode: " + mode in (out / "settings.yaml").read_text()
+    assert "static_decoding:" not in (tmp_path / "plain_none" / "settings.yaml").read_text()
+    with pytest.raises(SettingsMismatch, match="decode.static_decoding"):
+        run(checkpoint, d, tmp_path / "plain_none", *beams, "--static_decoding", "true", reduction=("method=none",))
+    with pytest.raises(SystemExit):
+        run(checkpoint, d, tmp_path / "bad", "--static_step_mode", "fast")
 
 
 def test_resume_skips_finished_and_repairs_a_torn_line(checkpoint, tmp_path):

@@ -77,3 +77,48 @@ def test_reduction_through_the_kernels_gives_the_torch_paths_tokens(interpreted,
             outs[on] = (new_tokens(model.generate(**inputs, **GEN), inputs), handle.stats.rows)
     assert torch.equal(outs[True][0], outs[False][0])
     assert outs[True][1] == outs[False][1]
+
+
+def test_a_given_log_sum_exp_leaves_only_the_column_pass(interpreted):
+    """The rows' log-sum-exp from a fused kernel (PyTorch's CPU flash here, natural log of the
+    scaled scores like the CUDA one) gives the same sums as the kernels' own row pass."""
+    q, k, v, valid = random_case(8, B=1, Hq=4, Hkv=4, Q=40, K=40, D=16, pad=(0,))
+    _, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, True, scale=0.25)
+    got = triton_received.attention_received(q, k, valid, valid, 0.25, block_m=16, block_n=16, lse=lse)
+    probs, _ = reference(q, k, v, valid, 0.25)
+    assert torch.allclose(got.double(), column_sums(probs, valid), atol=1e-5)
+    assert torch.allclose(got, triton_received.attention_received(q, k, valid, valid, 0.25, 16, 16), atol=1e-5)
+
+
+def test_the_flash_route_of_a_reducing_layer(interpreted, monkeypatch, checkpoint, processor):
+    """The CUDA route (flash attention's output and log-sum-exp, then the column pass), with the CPU
+    flash kernel standing in for the CUDA one: in the model, the output and the sums equal the
+    model's own attention and eager attention's weights, summed."""
+    from espnet_fastadasp.hf.attention import RECORDING_IMPLEMENTATION, AttentionSwap, ReducingAttention
+    from espnet_fastadasp.hf.attention import base_attention_function
+
+    from .conftest import load, make_inputs
+
+    def cpu_flash(query, key, value, scaling):
+        groups = query.shape[1] // key.shape[1]
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, 0.0, True, scale=scaling)
+
+    used = []
+    monkeypatch.setattr(triton_received, "flash_lse_usable", lambda q, k: used.append(1) or q.shape[2] == k.shape[2])
+    monkeypatch.setattr(triton_received, "flash_attention_with_lse", cpu_flash)
+    model, eager = load(checkpoint, "sdpa"), load(checkpoint, "eager")
+    inputs = make_inputs(processor, [1.5])
+    valid = inputs["attention_mask"].bool()
+    layer = 3
+    with torch.no_grad():
+        out = eager(**inputs, output_attentions=True)
+    expected = out.attentions[layer].float().sum(dim=(1, 2))
+    attn = model.model.language_model.layers[layer].self_attn
+    state = ReducingAttention(base=base_attention_function(attn, "sdpa"))
+    with AttentionSwap(RECORDING_IMPLEMENTATION, {attn: state}), state.armed_for(valid, False), torch.no_grad():
+        logits = model(**inputs).logits
+    _, received = state.take()
+    assert used, "the flash route was taken"
+    assert torch.allclose(received, expected, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(logits, out.logits, atol=1e-4)

@@ -46,6 +46,7 @@ from espnet_fastadasp.decoding.data import DataError, Inputs, batched, check_ent
 from espnet_fastadasp.decoding.encoder_memo import AudioEncoderMemo
 from espnet_fastadasp.decoding.outputs import SKIPPED, OutputDirLock, ResumableWriter, record_settings
 from espnet_fastadasp.decoding.speech2text import DTYPES, EncodedBatch, Speech2Text
+from espnet_fastadasp.hf.static_decoding import STEP_MODES
 
 logger = logging.getLogger("espnet_fastadasp.inference")
 
@@ -67,6 +68,8 @@ def inference(
     max_audio_seconds: float = 1800.0,
     seed: int = 0,
     share_prompt: bool = False,
+    static_decoding: bool = False,
+    static_step_mode: str = "auto",
     setting: Sequence[str] = (),
     overwrite: bool = False,
     skip_bad_utterances: bool = False,
@@ -96,6 +99,8 @@ def inference(
             max_audio_seconds=max_audio_seconds,
             seed=seed,
             share_prompt=share_prompt,
+            # recorded only when on: output dirs decoded before the option existed resume unchanged
+            **({"static_decoding": True, "static_step_mode": static_step_mode} if static_decoding else {}),
         ),
     }
     locks = []
@@ -148,6 +153,8 @@ def _decode(
         beam_size=opts["beam_size"],
         max_new_tokens=opts["max_new_tokens"],
         share_prompt=opts["share_prompt"],
+        static_decoding=opts.get("static_decoding", False),
+        static_step_mode=opts.get("static_step_mode", "auto"),
     )
     inputs.audio.sampling_rate = s2t.sampling_rate  # what the model's processor takes
 
@@ -346,6 +353,21 @@ def get_parser() -> argparse.ArgumentParser:
         default=False,
         help="beam search: prefill each prompt once and share its KV cache across the beams "
         "(espnet_fastadasp.hf.shared_prompt); same hypotheses up to float rounding, far less work on long audio",
+    )
+    parser.add_argument(
+        "--static_decoding",
+        type=str2bool,
+        default=False,
+        help="fixed-shape decoding (espnet_fastadasp.hf.static_decoding): each prompt prefilled once, its "
+        "(reduced) per-layer caches shared by the beams, steps over static buffers; the same tokens as "
+        "generate in float32",
+    )
+    parser.add_argument(
+        "--static_step_mode",
+        default="auto",
+        choices=STEP_MODES,
+        help="with --static_decoding: how each step runs (auto: CUDA graphs on a GPU, eager on CPU; compile: "
+        "torch.compile; cuda_graph, compile_cuda_graph: GPU only)",
     )
     return parser
 

@@ -56,7 +56,7 @@ class ReductionConfig:
     #: Which query rows' attention scores the tokens (see :data:`SCORES_FROM`).
     scores_from: str = "all"
     #: The number of last query rows with ``scores_from="window"``.
-    score_window: int = 32
+    score_window: int = 8
     #: A flops_reduction target an utterance cannot reach (too little audio for its text):
     #: ``error`` raises; ``max`` uses the most aggressive plan and logs a warning (the stats
     #: show what was achieved). Never a silent shortfall.

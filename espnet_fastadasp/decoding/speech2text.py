@@ -124,6 +124,7 @@ class Speech2Text:
         max_new_tokens: int = 128,
         share_prompt: bool = False,
         static_decoding: bool = False,
+        static_step_mode: str = "auto",
         model: Any = None,
         processor: Any = None,
     ) -> None:
@@ -140,6 +141,8 @@ class Speech2Text:
         #: decode with fixed-shape steps over per-layer static caches (espnet_fastadasp.hf.static_decoding;
         #: one CUDA graph per step on a GPU); the prompt is prefilled once per utterance, as with share_prompt
         self.static_decoding = static_decoding
+        #: how each static step runs (espnet_fastadasp.hf.static_decoding.STEP_MODES)
+        self.static_step_mode = static_step_mode
         self.generate_kwargs = dict(num_beams=beam_size, max_new_tokens=max_new_tokens, do_sample=False)
         self.sampling_rate = processor.feature_extractor.sampling_rate
         self.window = window_samples(processor)
@@ -210,7 +213,7 @@ class Speech2Text:
             if self.static_decoding:
                 from espnet_fastadasp.hf.static_decoding import generate_static
 
-                generated = generate_static(self.model, enc, **self.generate_kwargs)
+                generated = generate_static(self.model, enc, step_mode=self.static_step_mode, **self.generate_kwargs)
             elif self.share_prompt:  # one prefill per prompt, one prompt cache for all its beams
                 generated = fa.generate_with_shared_prompt(self.model, enc, **self.generate_kwargs)
             else:

@@ -9,9 +9,11 @@ attention module is pointed at our own attention function (registered with trans
 over blocks of query rows (:func:`attention_with_received`): memory is bounded by a block,
 whatever the length, and each score is computed once. On CPU a prefill gets the sums from a
 second pass of PyTorch's fused CPU attention over the transposed problem
-(:func:`attention_with_received_lse`), cheaper still, in float32, bfloat16 and float16 alike. On CUDA with Triton the model's own fused
-kernel computes the output and two tiled kernels the sums (:mod:`.triton_received`), so the
-scores are never written to memory. All other layers keep the model's kernel.
+(:func:`attention_with_received_lse`), cheaper still, in float32, bfloat16 and float16 alike. On
+CUDA with Triton the sums come from tiled kernels (:mod:`.triton_received`) that never write the
+scores to memory: for an unpadded float16 / bfloat16 prefill PyTorch's flash kernel gives the
+output and each row's log-sum-exp, and one column pass the sums; otherwise the model's own fused
+kernel gives the output and two passes the sums. All other layers keep the model's kernel.
 
 With ``ReductionConfig(scores_from="window")`` only the last query rows' scores are summed (a
 small block after the model's own kernel), a cheaper approximation of the same weights.
@@ -321,6 +323,11 @@ class ReducingAttention:
             self.received = attention_received(q[:, :, -rows:], k, valid, valid[:, -rows:], scaling, self.chunk_size)
             return out
         if triton_received.usable(query):
+            if plain and not self.padded and triton_received.flash_lse_usable(query, key):
+                # flash attention gives the output and each row's log-sum-exp: one tiled pass for the sums
+                out, lse = triton_received.flash_attention_with_lse(query, key, value, scaling)
+                self.received = triton_received.attention_received(q, k, valid, valid, scaling, lse=lse)
+                return out.transpose(1, 2), None
             # the model's fused kernel for the output, two tiled passes for the sums (scores never stored)
             out = self.base(module, query, key, value, attention_mask, **kwargs)
             self.received = triton_received.attention_received(q, k, valid, valid, scaling)

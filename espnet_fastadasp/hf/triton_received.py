@@ -64,8 +64,13 @@ def attention_received(
     scaling: float,
     block_m: int = 64,
     block_n: int = 64,
+    lse: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """As :func:`espnet_fastadasp.hf.attention.attention_received`: (B, K) float32 sums, by the kernels."""
+    """As :func:`espnet_fastadasp.hf.attention.attention_received`: (B, K) float32 sums, by the kernels.
+
+    ``lse``: each query row's log-sum-exp of its scaled scores (B, Hq, Q) float32, where a fused
+    attention kernel already returned it (:func:`flash_attention_with_lse`); then only the column
+    pass runs, one ``Q K^T`` instead of two."""
     import triton
 
     from espnet_fastadasp.hf.triton_kernels import column_sums, row_lse
@@ -79,18 +84,53 @@ def attention_received(
         .to(torch.int8)
         .contiguous()
     )
-    lse = torch.empty(B, Hq, Q, dtype=torch.float32, device=query.device)
     per_head = torch.empty(B, Hkv, K, dtype=torch.float32, device=query.device)
     block_d = max(16, triton.next_power_of_2(D))
     sq, sk = query.stride(), key.stride()
-    row_lse[(triton.cdiv(Q, block_m), B * Hq)](
-        query, key, kv, lse, *sq, *sk, kv.stride(0), lse.stride(0), lse.stride(1),
-        Q, K, K - Q, float(scaling), Hq, groups, D,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-    )  # fmt: skip
+    if lse is None:
+        lse = torch.empty(B, Hq, Q, dtype=torch.float32, device=query.device)
+        row_lse[(triton.cdiv(Q, block_m), B * Hq)](
+            query, key, kv, lse, *sq, *sk, kv.stride(0), lse.stride(0), lse.stride(1),
+            Q, K, K - Q, float(scaling), Hq, groups, D,
+            BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
+        )  # fmt: skip
+    else:
+        lse = lse.float().contiguous()  # the kernel steps rows with stride 1
     column_sums[(triton.cdiv(K, block_n), B * Hkv)](
         query, key, kv, qv, lse, per_head, *sq, *sk, kv.stride(0), qv.stride(0), lse.stride(0), lse.stride(1),
         per_head.stride(0), per_head.stride(1), Q, K, K - Q, float(scaling), Hkv, groups, D,
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
     )  # fmt: skip
     return per_head.sum(1)
+
+
+def _flash_op():
+    """PyTorch's CUDA flash attention op, which returns each row's log-sum-exp (None if absent)."""
+    return getattr(torch.ops.aten, "_scaled_dot_product_flash_attention", None)
+
+
+def flash_lse_usable(query: torch.Tensor, key: torch.Tensor) -> bool:
+    """Whether :func:`flash_attention_with_lse` can run: a CUDA prefill (as many queries as keys) in
+    float16 / bfloat16 with a head size flash attention takes (a multiple of 8, at most 256)."""
+    D = query.shape[-1]
+    return (
+        query.is_cuda
+        and query.dtype in (torch.float16, torch.bfloat16)
+        and query.shape[2] == key.shape[2]
+        and D % 8 == 0
+        and D <= 256
+        and _flash_op() is not None
+    )
+
+
+def flash_attention_with_lse(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal attention (B, Hq, T, D) and each row's log-sum-exp (B, Hq, T) float32, from PyTorch's
+    flash kernel: the layer's own attention, whose log-sum-exp makes the column pass the only extra
+    one. GQA keys are expanded for the kernel."""
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    out, lse = _flash_op()(query, key, value, 0.0, True, False, scale=scaling)[:2]
+    return out, lse

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from espnet_fastadasp.evaluation.bootstrap import Interval, bootstrap_ratio, paired_bootstrap_delta
-from espnet_fastadasp.evaluation.scoring import align_asr, extract_label, normalize_label, read_text
+from espnet_fastadasp.evaluation.per_utterance import utterance_scores
 from espnet_fastadasp.recipes.synth_long import TASKS
 
 DENSE = ("asr_test", "lasr_test")
@@ -43,18 +43,7 @@ def per_utt(exp_dir: Path, data_dir: Path, tag: str, dset: str) -> tuple[list[fl
             break
     else:
         return None
-    refs, hyps = read_text(data_dir / dset / "text"), read_text(hyp_file)
-    keys = sorted(refs)
-    labels = TASKS[dset.rsplit("_", 1)[0]]["labels"]
-    if labels is None:
-        al = align_asr(
-            {k: refs[k] for k in keys}, {k: hyps.get(k, "") for k in keys}, allow_missing=True, units=("word",)
-        )
-        by_key = {u.key: u for u in al.word}
-        return [by_key[k].num_errors for k in keys], [by_key[k].num_ref for k in keys]
-    cand = [normalize_label(lab) for lab in labels]
-    correct = [float(extract_label(hyps.get(k, ""), cand) == normalize_label(refs[k])) for k in keys]
-    return correct, [1.0] * len(keys)
+    return utterance_scores(data_dir / dset / "text", hyp_file, TASKS[dset.rsplit("_", 1)[0]]["labels"])
 
 
 def cell(iv: Interval | None) -> str:
