@@ -205,3 +205,19 @@ def test_cli(tmp_path):
     assert validate(out / "nspk_train") == 2
     with pytest.raises(SystemExit, match="unknown task"):
         make_synth_data.main(["--out_dir", str(out), "--tasks", "asr,emotion", "--num_train", "1"])
+
+
+def test_espeak_timeout_from_the_environment(monkeypatch):
+    """60 s by default; $FASTADASP_ESPEAK_TIMEOUT sets it, 0 lifts it (paused background jobs); bad values are named."""
+    from espnet_fastadasp.recipes import synth
+
+    monkeypatch.delenv(synth.ESPEAK_TIMEOUT_ENV, raising=False)
+    assert synth.espeak_timeout() == 60.0
+    monkeypatch.setenv(synth.ESPEAK_TIMEOUT_ENV, "0")
+    assert synth.espeak_timeout() is None
+    monkeypatch.setenv(synth.ESPEAK_TIMEOUT_ENV, "5.5")
+    assert synth.espeak_timeout() == 5.5
+    for bad in ("soon", "-1"):
+        monkeypatch.setenv(synth.ESPEAK_TIMEOUT_ENV, bad)
+        with pytest.raises(synth.SynthError, match="FASTADASP_ESPEAK_TIMEOUT"):
+            synth.espeak_timeout()

@@ -305,6 +305,28 @@ def _speaker(rng: np.random.Generator, base: str, gender: str, rate_range: tuple
     }
 
 
+#: environment variable: seconds one espeak-ng call may take before it counts as hung (0: no limit)
+ESPEAK_TIMEOUT_ENV = "FASTADASP_ESPEAK_TIMEOUT"
+
+
+def espeak_timeout() -> float | None:
+    """The limit on one espeak-ng call: 60 s, or ``$FASTADASP_ESPEAK_TIMEOUT`` (0 = none).
+
+    Why settable: a hung synthesiser must fail, but a long data generation that is paused
+    (SIGSTOP, while someone times a benchmark on the same cores) would otherwise die of the
+    wall-clock limit on resume. An environment variable reaches the worker processes too."""
+    raw = os.environ.get(ESPEAK_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return 60.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise SynthError(f"${ESPEAK_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+    if seconds < 0:
+        raise SynthError(f"${ESPEAK_TIMEOUT_ENV}={raw!r} must be >= 0 (0: no limit)")
+    return seconds or None
+
+
 def _synth(text: str, speaker: Mapping[str, Any]) -> np.ndarray:
     """espeak-ng -> 16 kHz float32 with leading/trailing silence trimmed (``TRIM_MARGIN`` kept)."""
     exe = check_espeak()
@@ -312,7 +334,7 @@ def _synth(text: str, speaker: Mapping[str, Any]) -> np.ndarray:
     os.close(fd)
     cmd = [exe, "-v", speaker["voice"], "-s", str(speaker["rate"]), "-p", str(speaker["pitch"]), "-w", tmp, text]
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=60)
+        proc = subprocess.run(cmd, capture_output=True, timeout=espeak_timeout())
         if proc.returncode != 0:
             raise SynthError(
                 f"{' '.join(cmd[:-1])} {text!r} failed ({proc.returncode}): "
