@@ -281,6 +281,7 @@ def test_librivox_dir_and_chat_prompts(tmp_path):
     d = write_librivox_dir(tmp_path / "librivox")
     text = (d / "text").read_text().splitlines()
     assert len(text) == 5 and "he was not an ill disposed young man" in (d / "text").read_text()
+    assert [round(float(line.split()[1]), 2) for line in (d / "utt2dur").read_text().splitlines()][:2] == [7.1, 2.99]
     assert all(line.split(" ", 1)[1] == ASR_PROMPT for line in (d / "prompt").read_text().splitlines())
     validate([str(d)])
     with pytest.raises(sources.PretrainedSourceError, match="pocketsphinx-testdata"):

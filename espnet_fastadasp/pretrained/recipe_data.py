@@ -14,6 +14,8 @@ import logging
 import re
 from pathlib import Path
 
+import soundfile as sf
+
 from espnet_fastadasp.decoding.data import read_key_value
 from espnet_fastadasp.pretrained.sources import LIBRIVOX_DIR, SETUP_HINT, PretrainedSourceError
 from espnet_fastadasp.pretrained.train_projector import ASR_PROMPT
@@ -35,7 +37,7 @@ def set_chat_prompts(data_dir: str | Path, prompt: str = ASR_PROMPT) -> Path:
 
 
 def write_librivox_dir(out_dir: str | Path, source: Path = LIBRIVOX_DIR) -> Path:
-    """``out_dir/{wav.scp,text,utt2spk,spk2utt,prompt,task}`` of the five LibriVox utterances."""
+    """``out_dir/{wav.scp,text,utt2spk,spk2utt,utt2dur,prompt,task}`` of the five LibriVox utterances."""
     transcription = source / "transcription"
     if not transcription.is_file():
         raise PretrainedSourceError(
@@ -57,6 +59,7 @@ def write_librivox_dir(out_dir: str | Path, source: Path = LIBRIVOX_DIR) -> Path
     (d / "text").write_text("".join(f"{k} {t}\n" for k, _, t in rows))
     (d / "utt2spk").write_text("".join(f"{k} austen\n" for k, _, _ in rows))
     (d / "spk2utt").write_text("austen " + " ".join(k for k, _, _ in rows) + "\n")
+    (d / "utt2dur").write_text("".join(f"{k} {sf.info(w).duration:.4f}\n" for k, w, _ in rows))
     (d / "task").write_text("asr\n")
     set_chat_prompts(d)
     logger.info("%s: %d LibriVox utterances", d, len(rows))

@@ -47,6 +47,7 @@ from tqdm import tqdm
 from espnet_fastadasp.decoding.data import AudioReader, read_key_value, split_windows
 from espnet_fastadasp.hf.parts import audio_tokens_for
 from espnet_fastadasp.pretrained.assemble import AUDIO_TOKENS, SYSTEM_PROMPT
+from espnet_fastadasp.recipes.train import pad_rows
 
 logger = logging.getLogger(__name__)
 
@@ -194,14 +195,7 @@ class PromptBatcher:
             answer = self.answer_ids(u)
             rows.append(prompt + answer)
             labels.append([-100] * len(prompt) + answer)
-        width = max(map(len, rows))
-        input_ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
-        label_t = torch.full((len(rows), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (r, lab) in enumerate(zip(rows, labels)):
-            input_ids[i, : len(r)] = torch.tensor(r)
-            label_t[i, : len(r)] = torch.tensor(lab)
-            mask[i, : len(r)] = 1
+        input_ids, label_t, mask = pad_rows(rows, labels, self.pad)
         return {
             "input_ids": input_ids,
             "attention_mask": mask,
@@ -350,7 +344,6 @@ class Trainer:
         from safetensors.torch import save_file
 
         from espnet_fastadasp.pretrained.assemble import projector_state
-        from espnet_fastadasp.recipes.train import plot_loss
 
         state = {
             "projector": self.projector.state_dict(),
@@ -421,7 +414,6 @@ class Trainer:
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or stage_end:
                     entry = {"step": self.step, "stage": "ctc" if self.step <= cfg.ctc_warmup_steps else "joint"}
-                    entry["samples"] = self.step  # plot_loss's x axis: steps here
                     for k in running[-1]:
                         vals = [r[k] for r in running if k in r]
                         entry[k] = float(np.mean(vals)) if k != "lr" else vals[-1]
@@ -434,6 +426,32 @@ class Trainer:
         self.save()
         logger.info("trained to step %d -> %s", self.step, self.out)
         return self.out / "projector.safetensors"
+
+
+def plot_loss(log_path: Path, png: Path) -> None:
+    """The loss curve by step: CTC (both stages) and the answer cross-entropy (joint stage)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    ax.plot([r["step"] for r in rows], [r["ctc_loss"] for r in rows], label="CTC on the projected audio (per token)")
+    joint = [r for r in rows if "ce_loss" in r]
+    if joint:
+        ax.plot([r["step"] for r in joint], [r["ce_loss"] for r in joint], label="answer cross-entropy (per token, mean per utt)")
+        ax.axvline(joint[0]["step"] - 0.5, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("step (CTC warm-up: batch 32; joint: batch 4)")
+    ax.set_ylabel("loss (nats)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
 
 
 def load_config(path: str | Path, **overrides: Any) -> ProjectorTrainConfig:

@@ -250,6 +250,20 @@ def load_for_training(path: str) -> tuple[Any, Any]:
     return model, AutoProcessor.from_pretrained(path)
 
 
+def pad_rows(rows: list[list[int]], labels: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Token rows and their labels, right-padded into (input_ids, labels, attention_mask) tensors
+    (padding: ``pad`` ids, label -100, mask 0)."""
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    label_t = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (r, lab) in enumerate(zip(rows, labels)):
+        input_ids[i, : len(r)] = torch.tensor(r)
+        label_t[i, : len(r)] = torch.tensor(lab)
+        mask[i, : len(r)] = 1
+    return input_ids, label_t, mask
+
+
 class Batcher:
     """Examples -> model inputs on the device: features, token ids, answer-only labels."""
 
@@ -290,14 +304,7 @@ class Batcher:
             answer = self.encode(e.answer) + [self.eos]
             rows.append(prompt + answer)
             labels.append([-100] * len(prompt) + answer)
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
-        label_t = torch.full((len(rows), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (r, lab) in enumerate(zip(rows, labels)):
-            input_ids[i, : len(r)] = torch.tensor(r)
-            label_t[i, : len(r)] = torch.tensor(lab)
-            mask[i, : len(r)] = 1
+        input_ids, label_t, mask = pad_rows(rows, labels, self.pad)
         ctc = [self.encode(e.answer) if e.is_asr else [] for e in examples]
         return {
             "ctc_targets": [torch.tensor(t, dtype=torch.long) for t in ctc],
