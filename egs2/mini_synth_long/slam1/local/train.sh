@@ -25,7 +25,9 @@ if [ -f data/asr_train/text ] && [ "$(wc -l < data/asr_train/text)" -eq "${n}" ]
     echo "train.sh: data/asr_train has its ${n} utterances"
 else
     rm -rf data/asr_train data/wav/asr_train
-    python3 -m espnet_fastadasp.bin.make_slam_data --out_dir data --split train --num "${train_counts}" \
+    # no wall-clock limit on espeak-ng calls: a job paused (SIGSTOP) while a benchmark is timed must resume
+    FASTADASP_ESPEAK_TIMEOUT=0 python3 -m espnet_fastadasp.bin.make_synth_long_data --out_dir data --split train \
+        --num "${train_counts}" \
         --seed "${seed}" --nj "${nj}" --wordlist local/wordlist.txt
 fi
 [ -f "${init}/config.json" ] || python3 -m espnet_fastadasp.bin.assemble_slam --out_dir "${init}" --seed 0
