@@ -4,6 +4,7 @@
 # exp dir, scores it, and writes the paired comparison to RESULTS_scoring_window.md.
 #   ./run.sh && local/compare_scoring.sh [--window 8]
 set -euo pipefail
+# shellcheck disable=SC1091
 . ./path.sh
 
 window=8
