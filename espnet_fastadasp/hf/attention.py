@@ -31,6 +31,7 @@ shared-prompt cache layer) is kept here, keyed by module, not as attributes on t
 from __future__ import annotations
 
 import contextlib
+import functools
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -166,6 +167,13 @@ def _cpu_flash_with_lse() -> Callable[..., Any] | None:
     return getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
+@functools.cache
+def _cpu_flash_takes_mask() -> bool:
+    """Whether the installed torch's CPU flash kernel takes an ``attn_mask`` (padded batches need it)."""
+    flash = _cpu_flash_with_lse()
+    return flash is not None and "attn_mask" in str(flash.default._schema)
+
+
 #: the dtypes PyTorch's CPU flash kernel takes (it computes the scores and the softmax in float32)
 LSE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 #: the additive masks of a padded two-pass prefill (two of batch x length^2 in the model's dtype)
@@ -182,7 +190,7 @@ def lse_path_usable(query: torch.Tensor, key: torch.Tensor, padded: bool = False
         and query.dtype in LSE_DTYPES
         and T == key.shape[2]
         and _cpu_flash_with_lse() is not None
-        and (not padded or 2 * B * T * T * query.element_size() <= LSE_MASK_BYTES)
+        and (not padded or (_cpu_flash_takes_mask() and 2 * B * T * T * query.element_size() <= LSE_MASK_BYTES))
     )
 
 
