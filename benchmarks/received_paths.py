@@ -131,11 +131,13 @@ def measure_length(
     if lse_path_usable(q, k):
         paths["lse_two_pass"] = lambda: attention_with_received_lse(q, k, v, scale)
         sums["lse_two_pass"] = lambda: attention_with_received_lse(q, k, v, scale)[1]
-    for w in windows:  # the approximation: only the last w rows' scores (not an error to shrink)
-        window_sums = functools.partial(attention_received, q[:, :, -w:], k, valid, valid[:, -w:], scale)
-        paths[f"sdpa+window{w}"] = functools.partial(
-            lambda fn: (F.scaled_dot_product_attention(q, k, v, is_causal=True), fn()), window_sums
+    def sdpa_and_window(w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True), attention_received(
+            q[:, :, -w:], k, valid, valid[:, -w:], scale
         )
+
+    for w in windows:  # the approximation: only the last w rows' scores (not an error to shrink)
+        paths[f"sdpa+window{w}"] = functools.partial(sdpa_and_window, w)
     if triton_received.usable(q):
         paths["sdpa+triton"] = lambda: (
             F.scaled_dot_product_attention(q, k, v, is_causal=True),

@@ -94,8 +94,12 @@ def test_the_flash_route_of_a_reducing_layer(interpreted, monkeypatch, checkpoin
     """The CUDA route (flash attention's output and log-sum-exp, then the column pass), with the CPU
     flash kernel standing in for the CUDA one: in the model, the output and the sums equal the
     model's own attention and eager attention's weights, summed."""
-    from espnet_fastadasp.hf.attention import RECORDING_IMPLEMENTATION, AttentionSwap, ReducingAttention
-    from espnet_fastadasp.hf.attention import base_attention_function
+    from espnet_fastadasp.hf.attention import (
+        RECORDING_IMPLEMENTATION,
+        AttentionSwap,
+        ReducingAttention,
+        base_attention_function,
+    )
 
     from .conftest import load, make_inputs
 
