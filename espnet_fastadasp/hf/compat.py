@@ -57,7 +57,7 @@ __all__ = [
 #: The oldest release and the newest *minor* release the whole suite passed with (any patch
 #: release of that minor counts as tested). Keep in step with setup.py and tools/constraints.txt;
 #: ``tools/test_versions.sh`` is how it is checked.
-TESTED_RANGE = ("5.17.0", "5.24")
+TESTED_RANGE = ("5.17.0", "5.25")
 
 #: The release that renamed the cache keyword ``past_key_values`` -> ``cache``.
 CACHE_RENAMED_IN = Version("5.24.0.dev0")
