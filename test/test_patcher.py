@@ -305,14 +305,6 @@ def test_a_text_only_row_in_the_batch_is_left_alone(model, processor):
     assert torch.equal(batch[1], single[0])
 
 
-def test_sliding_window_models_are_rejected(checkpoint):
-    model = load(checkpoint)
-    text_cfg = model.config.get_text_config()
-    text_cfg.layer_types = ["sliding_attention"] + text_cfg.layer_types[1:]
-    with pytest.raises(fa.UnsupportedModelError, match="sliding-window"):
-        fa.apply(model, fa.ReductionConfig(method="fastadasp", ratio=0.2))
-
-
 def test_cudnn_attention_is_off_inside_a_reduced_decoder_only(model, processor):
     """cuDNN SDPA plans per shape (2 s per decoding step for each new length on an H100): the
     patch switches it off while the reduced decoder runs and restores the flag, also on error."""

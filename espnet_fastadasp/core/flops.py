@@ -11,6 +11,15 @@ and Hkv key/value heads of size D, FFN size F (gated MLP: gate, up, down):
 * one decoding step over a cache of K entries: projections and MLP for one token plus
   ``4 Hq D (K + 1)`` for attention.
 
+That is the uniform shape of a config (:meth:`DecoderDims.from_config`). A model whose layers
+differ (Gemma's per-layer head and FFN sizes, sliding windows, mixtures of experts, per-layer
+input gates) gets one :class:`LayerCost` per layer, counted from the modules themselves by
+:func:`espnet_fastadasp.hf.layer_costs.decoder_dims`: 2 FLOPs per weight a token multiplies
+(the attention's projection matrices; every other matrix of the layer, experts at the share a
+token is routed to, ``top_k / num_experts``), ``4 Hq D`` per query-key pair, and a sliding
+layer's pairs capped at its window (an upper bound once tokens are merged: a window then holds
+fewer of them). For a uniform dense model the two counts are equal.
+
 At a reducing layer the reduction sits between attention and MLP, so that layer's attention
 runs on the tokens that entered it and its MLP on the tokens that left it. Prefill FLOPs of a
 row are the sum over layers; the *FLOPs reduction* is ``1 - reduced / full``.
@@ -35,8 +44,42 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class LayerCost:
+    """The FLOPs of one decoder layer, in the terms the counts need.
+
+    proj_per_token: the attention's projections for one token; mlp_per_token: everything after
+    attention for one token (the MLP; with experts, the ones a token is routed to; any per-layer
+    gates); attn_per_pair: one query-key pair (``4 Hq D``); window: a sliding-window layer's
+    window (each query sees at most that many keys), None for full attention.
+    """
+
+    proj_per_token: int
+    mlp_per_token: int
+    attn_per_pair: int
+    window: int | None = None
+
+    def pairs(self, n: int) -> int:
+        """Query-key pairs of a causal prefill of ``n`` tokens (capped by the window, if any)."""
+        w = self.window
+        if w is None or w >= n:
+            return n * (n + 1) // 2
+        return w * (w + 1) // 2 + (n - w) * w
+
+    def prefill(self, n_attn: int, n_mlp: int) -> int:
+        return n_attn * self.proj_per_token + self.attn_per_pair * self.pairs(n_attn) + n_mlp * self.mlp_per_token
+
+    def decode(self, kv_len: int) -> int:
+        keys = kv_len + 1 if self.window is None else min(kv_len + 1, self.window)
+        return self.proj_per_token + self.mlp_per_token + self.attn_per_pair * keys
+
+
+@dataclass(frozen=True)
 class DecoderDims:
-    """The shape of a decoder-only LLM, read from its (text) config."""
+    """The shape of a decoder-only LLM, read from its (text) config, and the cost of each layer.
+
+    ``layers`` holds one :class:`LayerCost` per layer where they differ (read from the modules
+    by :func:`decoder_dims_of_layers`); without it every layer costs what the uniform shape says.
+    """
 
     num_layers: int
     hidden: int
@@ -44,6 +87,7 @@ class DecoderDims:
     num_heads: int
     num_kv_heads: int
     head_dim: int
+    layers: tuple[LayerCost, ...] | None = None
 
     @classmethod
     def from_config(cls, cfg: Any) -> DecoderDims:
@@ -65,14 +109,19 @@ class DecoderDims:
     def mlp_per_token(self) -> int:
         return 6 * self.hidden * self.intermediate
 
-    def prefill_layer(self, n_attn: int, n_mlp: int) -> int:
-        """FLOPs of one layer whose attention sees ``n_attn`` tokens and MLP ``n_mlp``."""
-        attn = 4 * self.num_heads * self.head_dim * n_attn * (n_attn + 1) // 2
-        return n_attn * self.proj_per_token + attn + n_mlp * self.mlp_per_token
+    def layer(self, idx: int) -> LayerCost:
+        """The cost of layer ``idx``."""
+        if self.layers is not None:
+            return self.layers[idx]
+        return LayerCost(self.proj_per_token, self.mlp_per_token, 4 * self.num_heads * self.head_dim)
 
-    def decode_layer(self, kv_len: int) -> int:
-        """FLOPs of one layer for one new token attending to ``kv_len`` cached entries."""
-        return self.proj_per_token + self.mlp_per_token + 4 * self.num_heads * self.head_dim * (kv_len + 1)
+    def prefill_layer(self, n_attn: int, n_mlp: int, idx: int = 0) -> int:
+        """FLOPs of layer ``idx`` when its attention sees ``n_attn`` tokens and its MLP ``n_mlp``."""
+        return self.layer(idx).prefill(n_attn, n_mlp)
+
+    def decode_layer(self, kv_len: int, idx: int = 0) -> int:
+        """FLOPs of layer ``idx`` for one new token attending to ``kv_len`` cached entries."""
+        return self.layer(idx).decode(kv_len)
 
 
 def layer_ratios(schedule: str, ratio: float, start_layer: int, num_layers: int) -> list[float]:
@@ -134,7 +183,7 @@ def plan_row(
 def prefill_flops_of_counts(dims: DecoderDims, tokens_in: list[int], tokens_out: list[int]) -> int:
     """Prefill FLOPs of a row whose layer ``l`` takes ``tokens_in[l]`` tokens into attention and
     ``tokens_out[l]`` into its MLP (fewer at a reducing layer)."""
-    return sum(dims.prefill_layer(n, m) for n, m in zip(tokens_in, tokens_out))
+    return sum(dims.prefill_layer(n, m, idx) for idx, (n, m) in enumerate(zip(tokens_in, tokens_out)))
 
 
 def prefill_flops(dims: DecoderDims, plan: RowPlan) -> int:
@@ -144,12 +193,14 @@ def prefill_flops(dims: DecoderDims, plan: RowPlan) -> int:
 
 def full_prefill_flops(dims: DecoderDims, total_tokens: int) -> int:
     """Prefill FLOPs of a row of ``total_tokens`` tokens without reduction."""
-    return dims.prefill_layer(total_tokens, total_tokens) * dims.num_layers
+    if dims.layers is None:
+        return dims.prefill_layer(total_tokens, total_tokens) * dims.num_layers
+    return sum(dims.prefill_layer(total_tokens, total_tokens, idx) for idx in range(dims.num_layers))
 
 
 def decode_step_flops(dims: DecoderDims, kv_lens: list[int]) -> int:
     """FLOPs of one decoding step given the prompt KV length of every layer."""
-    return sum(dims.decode_layer(k) for k in kv_lens)
+    return sum(dims.decode_layer(k, idx) for idx, k in enumerate(kv_lens))
 
 
 def flops_reduction_of(dims: DecoderDims, plan: RowPlan) -> float:

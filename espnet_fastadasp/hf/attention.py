@@ -47,7 +47,8 @@ from espnet_fastadasp.hf.compat import (
     registered_attention_function,
     with_attn_implementation,
 )
-from espnet_fastadasp.hf.masks import allowed_keys
+from espnet_fastadasp.hf.masks import KeyWindow, allowed_keys
+from espnet_fastadasp.hf.parts import UnsupportedModelError
 from espnet_fastadasp.hf.step_timer import StepTimer
 
 RECORDING_IMPLEMENTATION = "fastadasp_record"
@@ -70,7 +71,13 @@ def _grouped(query: torch.Tensor, key: torch.Tensor, scaling: float) -> tuple[to
 
 
 def _block_probabilities(
-    q: torch.Tensor, k: torch.Tensor, key_valid: torch.Tensor, start: int, stop: int, offset: int
+    q: torch.Tensor,
+    k: torch.Tensor,
+    key_valid: torch.Tensor,
+    start: int,
+    stop: int,
+    offset: int,
+    window: KeyWindow | None = None,
 ) -> torch.Tensor:
     """float32 softmax of query rows ``start:stop`` over the keys they may see: (B, Hkv, G, rows, stop + offset).
 
@@ -78,7 +85,9 @@ def _block_probabilities(
     not computed at all (that halves the work of a causal prefill)."""
     end = stop + offset
     logits = torch.matmul(q[:, :, :, start:stop], k[:, :, :, :end].transpose(-1, -2)).float()
-    allowed = allowed_keys(key_valid[:, :end], torch.arange(start, stop, device=q.device) + offset)
+    if window is not None:
+        window = KeyWindow(window.size, window.origin[:, :end])
+    allowed = allowed_keys(key_valid[:, :end], torch.arange(start, stop, device=q.device) + offset, window)
     # masked_fill, not an additive bias: a masked key holding NaN must not reach the softmax
     logits.masked_fill_(~allowed[:, None, None], float("-inf"))
     return torch.softmax(logits, dim=-1)
@@ -100,13 +109,15 @@ def attention_received(
     query_valid: torch.Tensor | None,
     scaling: float,
     chunk_size: int = 1024,
+    window: KeyWindow | None = None,
 ) -> torch.Tensor:
     """Attention probabilities each key received, summed over all heads and query rows.
 
     query: (B, Hq, Q, D); key: (B, Hkv, K, D) with Hq a multiple of Hkv (GQA); the queries are
     the last Q of the K positions and attention is causal in index order. key_valid: (B, K)
     bool (False = padding, never attended); query_valid: (B, Q) bool, padding query rows are
-    left out of the sums. Returns (B, K) float32.
+    left out of the sums; window: a sliding-window layer's window over the keys' original
+    positions (:class:`~espnet_fastadasp.hf.masks.KeyWindow`). Returns (B, K) float32.
 
     The softmax is computed in float32 per block of at most ``chunk_size`` query rows (fewer
     when a block's scores would pass :data:`BLOCK_BYTES`), as eager attention does, so the result
@@ -121,7 +132,7 @@ def attention_received(
     rows = block_rows(B, Hq, K, chunk_size)
     for start in range(0, Q, rows):
         stop = min(Q, start + rows)
-        _add_column_sums(out, _block_probabilities(q, k, key_valid, start, stop, K - Q), query_valid, start)
+        _add_column_sums(out, _block_probabilities(q, k, key_valid, start, stop, K - Q, window), query_valid, start)
     return out
 
 
@@ -285,20 +296,25 @@ class ReducingAttention:
     timer: StepTimer = field(default_factory=StepTimer)
     armed: bool = False
     key_valid: torch.Tensor | None = None
+    #: a sliding-window layer's window over the original positions (the mask the layer is given says the same)
+    key_window: KeyWindow | None = None
     padded: bool = True
     key: torch.Tensor | None = None
     received: torch.Tensor | None = None
 
     @contextlib.contextmanager
-    def armed_for(self, key_valid: torch.Tensor | None, padded: bool = True) -> Iterator[None]:
+    def armed_for(
+        self, key_valid: torch.Tensor | None, padded: bool = True, key_window: KeyWindow | None = None
+    ) -> Iterator[None]:
         """Record the next call; ``key_valid`` (B, T): the layer's valid tokens, or None if no
         scores are needed; ``padded``: whether any of them is False (known to the caller's plan,
-        so it is not read from the device)."""
+        so it is not read from the device); ``key_window``: the layer's sliding window, if any."""
         self.armed, self.key_valid, self.padded, self.key, self.received = True, key_valid, padded, None, None
+        self.key_window = key_window
         try:
             yield
         finally:
-            self.armed, self.key_valid = False, None
+            self.armed, self.key_valid, self.key_window = False, None, None
 
     def take(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The recorded keys (B, Hkv, K, D) and attention received (B, T) or None; forgets them."""
@@ -321,9 +337,22 @@ class ReducingAttention:
         """The layer's attention output; the attention each key received left in ``self.received``."""
         valid = self.key_valid
         scaling = kwargs.get("scaling") or getattr(module, "scaling", query.shape[-1] ** -0.5)
-        plain = not kwargs.get("dropout") and kwargs.get("sliding_window") is None and not kwargs.get("softcap")
+        if kwargs.get("softcap"):
+            raise UnsupportedModelError(
+                f"{type(module).__name__} caps its attention logits (softcap); the attention each token received "
+                "is computed without the cap: use a method that does not read attention (random, a-tome)"
+            )
+        plain = not kwargs.get("dropout") and kwargs.get("sliding_window") is None
         T = valid.shape[1]
         q, k = query[:, :, -T:], key[:, :, -T:]
+        if self.key_window is not None:
+            # the model's kernel with the layer's windowed mask for the output, the sums over the same window
+            out = self.base(module, query, key, value, attention_mask, **kwargs)
+            rows = T if self.window is None else min(self.window, T)
+            self.received = attention_received(
+                q[:, :, -rows:], k, valid, valid[:, -rows:], scaling, self.chunk_size, self.key_window
+            )
+            return out
         if self.window is not None:
             # the model's own kernel for the output; the last rows' scores are a small block
             out = self.base(module, query, key, value, attention_mask, **kwargs)

@@ -9,7 +9,10 @@ new padding). Entries appended while decoding are always valid, as ``generate`` 
 
 The layer builds its own attention mask for a decoding step (:meth:`ReducedLayer.step_mask`):
 the model's mask is sized for layer 0's cache and does not fit. Beam reordering and batch
-expansion move the validity with the rows.
+expansion move the validity with the rows. A sliding-window layer also keeps each prompt
+entry's original position, so a step sees the span of speech the unreduced layer would
+(:class:`~espnet_fastadasp.hf.masks.KeyWindow`); it keeps its entries instead of dropping those
+older than the window (its mask hides them).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from espnet_fastadasp.hf.compat import DynamicCache, DynamicLayer
-from espnet_fastadasp.hf.masks import attention_mask_for, step_key_valid
+from espnet_fastadasp.hf.masks import KeyWindow, attention_mask_for, step_key_valid
 from espnet_fastadasp.hf.parts import UnsupportedModelError
 
 
@@ -27,6 +30,11 @@ class OwnMaskLayer:
 
     prompt_valid: torch.Tensor
     padded: bool
+    #: a sliding-window layer's window, its prompt entries' original positions (rows, P) and the
+    #: prompt's original width (the first generated token's position); None for full attention
+    window: int | None = None
+    prompt_origin: torch.Tensor | None = None
+    prompt_width: int = 0
 
     def set_prompt_valid(self, prompt_valid: torch.Tensor) -> None:
         """Which prompt entries are real, per row; ``padded`` follows (one host sync, once per
@@ -45,22 +53,45 @@ class OwnMaskLayer:
         None when nothing is masked (one query, no padding): SDPA and eager read None as
         "attend to everything", and no mask kernels run in the decoding loop.
         """
-        if q_len == 1 and not self.padded:
+        if q_len == 1 and not self.padded and self.window is None:
             return None
-        key_valid = step_key_valid(self.prompt_valid, self.generated + q_len)
-        return attention_mask_for(key_valid, q_len, implementation, dtype)
+        tail = self.generated + q_len
+        key_valid = step_key_valid(self.prompt_valid, tail)
+        window = None
+        if self.window is not None:
+            new = torch.arange(self.prompt_width, self.prompt_width + tail, device=self.prompt_origin.device)
+            origin = torch.cat([self.prompt_origin, new.expand(self.prompt_origin.shape[0], -1)], dim=1)
+            window = KeyWindow(self.window, origin)
+        return attention_mask_for(key_valid, q_len, implementation, dtype, window)
+
+    def _rows(self, pick) -> None:
+        """Apply a row operation to the per-row prompt state."""
+        self.set_prompt_valid(pick(self.prompt_valid))
+        if self.prompt_origin is not None:
+            self.prompt_origin = pick(self.prompt_origin)
 
 
 class ReducedLayer(OwnMaskLayer, DynamicLayer):
     """``DynamicLayer`` storage (``keys``/``values``) plus ``prompt_valid`` (B, P) bool."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, prompt_valid: torch.Tensor) -> None:
+    def __init__(
+        self,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        prompt_valid: torch.Tensor,
+        window: int | None = None,
+        prompt_origin: torch.Tensor | None = None,
+        prompt_width: int = 0,
+    ) -> None:
         super().__init__()
         if prompt_valid.shape != (keys.shape[0], keys.shape[-2]):
             raise ValueError(f"prompt_valid {tuple(prompt_valid.shape)} does not fit keys {tuple(keys.shape)}")
+        if window is not None and (prompt_origin is None or prompt_origin.shape != prompt_valid.shape):
+            raise ValueError("a sliding-window layer needs prompt_origin shaped like prompt_valid")
         self.keys, self.values = keys, values
         self.dtype, self.device = keys.dtype, keys.device
         self.is_initialized = True
+        self.window, self.prompt_origin, self.prompt_width = window, prompt_origin, prompt_width
         self.set_prompt_valid(prompt_valid)
 
     @property
@@ -69,15 +100,15 @@ class ReducedLayer(OwnMaskLayer, DynamicLayer):
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         super().reorder_cache(beam_idx)
-        self.prompt_valid = self.prompt_valid.index_select(0, beam_idx.to(self.prompt_valid.device))
+        self._rows(lambda t: t.index_select(0, beam_idx.to(t.device)))
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         super().batch_repeat_interleave(repeats)
-        self.prompt_valid = self.prompt_valid.repeat_interleave(repeats, dim=0)
+        self._rows(lambda t: t.repeat_interleave(repeats, dim=0))
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         super().batch_select_indices(indices)
-        self.set_prompt_valid(self.prompt_valid[indices, ...])
+        self._rows(lambda t: t[indices, ...])
 
     def crop(self, *args, **kwargs) -> None:
         super().crop(*args, **kwargs)
@@ -91,11 +122,20 @@ class ReducedLayer(OwnMaskLayer, DynamicLayer):
 
     def _fit_prompt(self) -> None:
         kept = min(self.prompt_valid.shape[1], self.keys.shape[-2])
-        self.set_prompt_valid(self.prompt_valid[:, :kept])
+        self._rows(lambda t: t[:, :kept])
 
 
-def install_reduced_layers(cache: object, kv_valid: dict[int, torch.Tensor]) -> None:
-    """Replace the layers of ``cache`` named in ``kv_valid`` by :class:`ReducedLayer` (no copy)."""
+def install_reduced_layers(
+    cache: object,
+    kv_valid: dict[int, torch.Tensor],
+    kv_origin: dict[int, torch.Tensor] | None = None,
+    windows: tuple[int | None, ...] = (),
+    prompt_width: int = 0,
+) -> None:
+    """Replace the layers of ``cache`` named in ``kv_valid`` by :class:`ReducedLayer` (no copy).
+
+    A sliding-window layer (``windows[idx]``) holds only its newest entries after the prefill
+    (transformers' ``DynamicSlidingWindowLayer``): its validity and origins are cut to those."""
     if not kv_valid:
         return
     layers = getattr(cache, "layers", None)
@@ -106,4 +146,12 @@ def install_reduced_layers(cache: object, kv_valid: dict[int, torch.Tensor]) -> 
         )
     for idx, valid in kv_valid.items():
         layer = layers[idx]
-        layers[idx] = ReducedLayer(layer.keys, layer.values, valid)
+        held = layer.keys.shape[-2]
+        window = windows[idx] if idx < len(windows) else None
+        if window is None:
+            layers[idx] = ReducedLayer(layer.keys, layer.values, valid)
+        else:
+            origin = kv_origin[idx]
+            layers[idx] = ReducedLayer(
+                layer.keys, layer.values, valid[:, -held:], window, origin[:, -held:], prompt_width
+            )

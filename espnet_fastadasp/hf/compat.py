@@ -130,7 +130,12 @@ def with_attn_implementation(config: Any, name: str) -> Any:
     module's ``config`` at this copy swaps its kernel without touching the model's other layers.
     """
     patched = copy.copy(config)
-    setattr(patched, _ATTN_IMPLEMENTATION_FIELD, name)
+    if getattr(patched, "sub_configs", None):
+        # the field's setter also sets every sub-config, which the shallow copy shares with the
+        # model (Phi-4-multimodal's text config holds its audio encoder's): a dict names this level only
+        setattr(patched, _ATTN_IMPLEMENTATION_FIELD, {"": name})
+    else:
+        setattr(patched, _ATTN_IMPLEMENTATION_FIELD, name)
     return patched
 
 

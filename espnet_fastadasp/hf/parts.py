@@ -17,8 +17,6 @@ from torch import nn
 
 from espnet_fastadasp.hf.compat import attn_implementation
 
-#: Sub-modules a decoder layer needs for the reduction to sit between attention and MLP.
-PRE_NORM_PARTS = ("input_layernorm", "self_attn", "post_attention_layernorm", "mlp")
 AUDIO_TOKEN_ATTRS = ("audio_token_id", "audio_token_index")
 
 
@@ -37,6 +35,29 @@ class SpeechLMParts:
     def attn_implementation(self) -> str:
         return attn_implementation(self.text_config)
 
+    @property
+    def windows(self) -> tuple[int | None, ...]:
+        """Each layer's sliding window (None: full attention), as its attention module holds it."""
+        return tuple(sliding_window_of(layer) for layer in self.layers)
+
+
+def require_full_attention(parts: SpeechLMParts, path: str) -> None:
+    """Refuse a decoding path that builds its own full-attention masks on a model with
+    sliding-window layers (their caches hold only the window, and their masks need positions)."""
+    sliding = [i for i, w in enumerate(parts.windows) if w is not None]
+    if sliding:
+        raise UnsupportedModelError(
+            f"{path} builds full-attention masks; decoder layers {sliding} use sliding-window attention: "
+            "decode this model with plain generate"
+        )
+
+
+def sliding_window_of(layer: nn.Module) -> int | None:
+    """The sliding window of a decoder layer's attention (transformers sets ``sliding_window``
+    on the attention modules of sliding layers only), None for full attention."""
+    window = getattr(getattr(layer, "self_attn", None), "sliding_window", None)
+    return window if isinstance(window, int) and window > 0 else None
+
 
 def text_config_of(model: nn.Module) -> Any:
     cfg = model.config
@@ -44,8 +65,10 @@ def text_config_of(model: nn.Module) -> Any:
 
 
 def audio_token_id_of(model: nn.Module) -> int:
-    """The id of the audio placeholder token, from the model config."""
-    for holder in (model.config, getattr(model.config, "thinker_config", None)):
+    """The id of the audio placeholder token, from the model config (Phi-4-multimodal keeps it
+    in its audio sub-config)."""
+    cfg = model.config
+    for holder in (cfg, getattr(cfg, "thinker_config", None), getattr(cfg, "audio_config", None)):
         for attr in AUDIO_TOKEN_ATTRS:
             value = getattr(holder, attr, None) if holder is not None else None
             if isinstance(value, int):
@@ -71,26 +94,13 @@ def find_decoder(model: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
             if (
                 isinstance(layers, nn.ModuleList)
                 and len(layers) == getattr(text_cfg, "num_hidden_layers", -1)
-                and all(hasattr(layers[0], part) for part in PRE_NORM_PARTS)
+                and hasattr(layers[0], "self_attn")
             ):
                 candidates.append((name, module, layers))
     if len(candidates) != 1:
         found = ", ".join(n for n, _, _ in candidates) or "none"
         raise UnsupportedModelError(f"{type(model).__name__}: expected one text decoder, found {found}")
     _, decoder, layers = candidates[0]
-    for i, layer in enumerate(layers):
-        missing = [p for p in PRE_NORM_PARTS if not hasattr(layer, p)]
-        if missing:
-            raise UnsupportedModelError(
-                f"decoder layer {i} ({type(layer).__name__}) lacks {', '.join(missing)}: "
-                "only pre-norm layers (norm -> attention -> residual -> norm -> MLP -> residual) are supported"
-            )
-    if "sliding_attention" in (getattr(text_cfg, "layer_types", None) or []):
-        raise UnsupportedModelError(
-            "sliding-window attention layers are not supported (the shortened layers' masks are full)"
-        )
-    if getattr(text_cfg, "residual_multiplier", None) not in (None, 1, 1.0):
-        raise UnsupportedModelError("decoder layers scale their residual branch (residual_multiplier); not supported")
     return decoder, layers
 
 

@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from espnet_fastadasp.core.config import ConfigError, ReductionConfig
-from espnet_fastadasp.core.flops import DecoderDims
 from espnet_fastadasp.core.methods import get_method
 from espnet_fastadasp.core.stats import PrefillStats
+from espnet_fastadasp.hf.anatomy import check_reducible
 from espnet_fastadasp.hf.attention import (
     RECORDING_IMPLEMENTATION,
     SUPPORTED_IMPLEMENTATIONS,
@@ -50,7 +50,8 @@ from espnet_fastadasp.hf.compat import (
     cache_of_output,
     warn_if_untested,
 )
-from espnet_fastadasp.hf.layer_forward import ReducingLayer
+from espnet_fastadasp.hf.layer_costs import decoder_dims
+from espnet_fastadasp.hf.layer_forward import ReducingLayer, named_inputs, positional_names
 from espnet_fastadasp.hf.parts import SpeechLMParts, UnsupportedModelError, speech_lm_parts
 from espnet_fastadasp.hf.prefill import PrefillLayout, prefill_stats, reducing_layers, start_layout
 from espnet_fastadasp.hf.step_timer import StepTimer
@@ -67,7 +68,11 @@ class ReductionHandle:
     def __init__(self, model: nn.Module, config: ReductionConfig, parts: SpeechLMParts) -> None:
         self.model, self.config, self.parts = model, config, parts
         self.method = None if config.method == "none" else get_method(config.method)
-        self.dims = DecoderDims.from_config(parts.text_config)
+        #: each layer's structure (the split forward's halves); checked before any prefill
+        self.anatomies = () if self.method is None else check_reducible(parts.layers, self.method.acts_on == "hidden")
+        self.windows = parts.windows
+        self.dims = decoder_dims(parts.text_config, parts.layers, self.windows)
+        self._positional = [positional_names(layer) for layer in parts.layers]
         self.stats: PrefillStats | None = None
         #: names of the next prefills' batch rows for error messages (utterance keys), set by callers
         self.row_names: list[str] | None = None
@@ -101,7 +106,8 @@ class ReductionHandle:
                 window=self.config.score_window if self.config.scores_from == "window" else None,
                 timer=self.timer,
             )
-            self._undo.append(ReducingLayer(self, idx, states[attn]).install(self.parts.layers[idx]))
+            anatomy = self.anatomies[idx] if self.anatomies else None
+            self._undo.append(ReducingLayer(self, idx, states[attn], anatomy).install(self.parts.layers[idx]))
         self._undo.append(AttentionSwap(RECORDING_IMPLEMENTATION, states).restore)
 
     def remove(self) -> None:
@@ -152,19 +158,20 @@ class ReductionHandle:
                     f"got {type(cache).__name__}: do not set cache_implementation"
                 )
             ids, mask2d = self._inputs
-            self.layout = start_layout(
-                ids, mask2d, embeds.shape[:2], embeds.device, self.parts, self.config, self.method, self.row_names
-            )
+            self.layout = start_layout(ids, mask2d, embeds.shape[:2], embeds.device, self, self.row_names)
 
     def _layer_hook(self, idx: int):
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
             hidden = args[0] if args else kwargs["hidden_states"]
             if self.layout is not None:
-                if not self.layout.enter_layer(idx, kwargs, self.parts.attn_implementation, hidden.dtype):
-                    return None
-                if torch.is_tensor(kwargs.get(CACHE_POSITION_KWARG)):
-                    kwargs[CACHE_POSITION_KWARG] = torch.arange(self.layout.valid.shape[1], device=hidden.device)
-                return args, kwargs
+                inputs = named_inputs(self._positional[idx], args[1:], kwargs, module)
+                inputs.pop("hidden_states", None)
+                if not self.layout.enter_layer(idx, inputs, self.parts.attn_implementation, hidden.dtype):
+                    # unchanged, but by name: a reducing layer's split forward takes keywords only
+                    return ((hidden,), inputs) if idx in self.layout.active else None
+                if torch.is_tensor(inputs.get(CACHE_POSITION_KWARG)):
+                    inputs[CACHE_POSITION_KWARG] = torch.arange(self.layout.valid.shape[1], device=hidden.device)
+                return (hidden,), inputs
             cache = cache_from_kwargs(kwargs)
             layers = getattr(cache, "layers", ())
             if idx >= len(layers) or not isinstance(layers[idx], OwnMaskLayer):
@@ -180,7 +187,13 @@ class ReductionHandle:
         layout, self.layout = self.layout, None
         if layout is None:
             return
-        install_reduced_layers(cache_of_output(output) or cache_from_kwargs(kwargs), layout.kv_valid)
+        install_reduced_layers(
+            cache_of_output(output) or cache_from_kwargs(kwargs),
+            layout.kv_valid,
+            layout.kv_origin,
+            self.windows,
+            layout.entered_width,
+        )
         self.stats = prefill_stats(layout, self.dims, self.config)
 
 

@@ -32,8 +32,14 @@ from espnet_fastadasp.core.flops import (
 from espnet_fastadasp.core.methods import ReductionMethod
 from espnet_fastadasp.core.ops import gather_slots, merge_rows, slot_sources
 from espnet_fastadasp.core.stats import PrefillStats, RowStats
-from espnet_fastadasp.hf.masks import attention_mask_for
-from espnet_fastadasp.hf.parts import SpeechLMParts, UnsupportedModelError, audio_runs
+from espnet_fastadasp.hf.masks import KeyWindow, attention_mask_for
+from espnet_fastadasp.hf.parts import UnsupportedModelError, audio_runs
+
+#: per-token inputs a decoder hands its layers for the whole prompt, which a shortened layout
+#: brings to its slots by replaying the merges (:meth:`PrefillLayout.follow`)
+PER_TOKEN_INPUTS = ("per_layer_input",)
+#: inputs the layout replaces itself once shortened (masks, rotary embeddings, positions)
+LAYOUT_INPUTS = ("attention_mask", "position_embeddings", "position_ids", "cache_position")
 
 
 @dataclass
@@ -55,14 +61,18 @@ class PrefillLayout:
     active: frozenset[int]  # layers where some row removes or evicts something
     audio: torch.Tensor  # (B, T) bool, the current layout
     valid: torch.Tensor  # (B, T) bool
-    position_embeddings: Any = None
-    position_ids: torch.Tensor | None = None
+    origin: torch.Tensor  # (B, T) long: the index each slot's token held in the prompt (0 at padding)
+    windows: tuple[int | None, ...] = ()  # per layer: its sliding window (None: full attention)
     shortened: bool = False
     padded: bool = True  # whether the current layout has padding (from the plans; True where unknown)
     kv_valid: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> its cache's valid entries
+    kv_origin: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> its entries' prompt indices
     evicted: set[int] = field(default_factory=set)  # layers whose cache a KV method shrank
     entered: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # per layer: (audio, valid)
-    _mask: tuple[int, Any] | None = None
+    #: the hidden-state merges so far, in order: (dest, weight, out_len), replayed on per-token inputs
+    merges: list[tuple[torch.Tensor, torch.Tensor, int]] = field(default_factory=list)
+    _masks: dict[int | None, Any] = field(default_factory=dict)  # window size -> mask of the current layout
+    _gathered: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # id(given) -> (given, gathered)
 
     @classmethod
     def start(
@@ -72,6 +82,7 @@ class PrefillLayout:
         plans: list[RowPlan],
         acts_on: str,
         seed: int,
+        windows: tuple[int | None, ...] = (),
     ) -> PrefillLayout:
         """The layout before layer 0, for a method that ``acts_on`` "hidden" or "kv" (see
         :mod:`.methods`). A KV method evicts, at layer l, what the hidden-state
@@ -103,31 +114,80 @@ class PrefillLayout:
             active=active,
             audio=audio,
             valid=valid,
+            origin=torch.arange(valid.shape[1], device=device).expand(valid.shape).contiguous(),
+            windows=tuple(windows) or (None,) * num_layers,
             padded=any(p.total_in[0] != valid.shape[1] for p in plans),
         )
 
-    def enter_layer(self, idx: int, kwargs: dict[str, Any], implementation: str, dtype: torch.dtype) -> bool:
+    def key_window(self, idx: int) -> KeyWindow | None:
+        """Layer ``idx``'s sliding window over the current layout, None for full attention (or a
+        window wider than the prompt, which masks nothing)."""
+        size = self.windows[idx]
+        if size is None or size >= self.entered_width:
+            return None
+        return KeyWindow(size, self.origin)
+
+    @property
+    def entered_width(self) -> int:
+        """The prompt's width before any reduction (the layout layer 0 saw)."""
+        return self.entered[0][1].shape[1] if self.entered else self.valid.shape[1]
+
+    def enter_layer(self, idx: int, inputs: dict[str, Any], implementation: str, dtype: torch.dtype) -> bool:
         """Record what enters layer ``idx``; once shortened, give it the layout's mask, rotary
-        embeddings and positions in ``kwargs``. Returns whether ``kwargs`` changed."""
-        if self.position_embeddings is None:
-            self.position_embeddings = kwargs.get("position_embeddings")
-            self.position_ids = kwargs.get("position_ids")
+        embeddings, positions and per-token inputs in ``inputs`` (the layer's arguments by name).
+        Returns whether ``inputs`` changed."""
         self.entered.append((self.audio, self.valid))
         if not self.shortened:
             return False
-        if implementation == "sdpa" and not self.padded:
-            # no padding: SDPA's causal kernel (is_causal, no mask) skips the masked half of the scores
-            kwargs["attention_mask"] = None
-        else:
-            version = id(self.valid)
-            if self._mask is None or self._mask[0] != version:
-                self._mask = (version, attention_mask_for(self.valid, self.valid.shape[1], implementation, dtype))
-            kwargs["attention_mask"] = self._mask[1]
-        kwargs["position_embeddings"] = self.position_embeddings
-        if self.position_ids is not None:
-            kwargs["position_ids"] = self.position_ids
         self.kv_valid[idx] = self.valid
+        self.kv_origin[idx] = self.origin
+        window = self.key_window(idx)
+        if implementation == "sdpa" and not self.padded and window is None:
+            # no padding: SDPA's causal kernel (is_causal, no mask) skips the masked half of the scores
+            inputs["attention_mask"] = None
+        else:
+            size = None if window is None else window.size
+            if size not in self._masks:
+                self._masks[size] = attention_mask_for(self.valid, self.valid.shape[1], implementation, dtype, window)
+            inputs["attention_mask"] = self._masks[size]
+        for name in ("position_embeddings", "position_ids"):
+            if inputs.get(name) is not None:
+                inputs[name] = self._at_slots(inputs[name], positions=name == "position_embeddings")
+        width = self.entered_width
+        for name, value in inputs.items():
+            if name in PER_TOKEN_INPUTS and torch.is_tensor(value):
+                inputs[name] = self.follow(value)
+            elif name not in LAYOUT_INPUTS and torch.is_tensor(value) and value.dim() >= 2 and value.shape[1] == width:
+                raise UnsupportedModelError(
+                    f"decoder layer {idx} takes a per-token input {name!r} {tuple(value.shape)} that token reduction "
+                    "does not shorten; not supported"
+                )
         return True
+
+    def _at_slots(self, given: Any, positions: bool) -> Any:
+        """``given`` (the decoder's tensors for the whole prompt, one per layer type) taken at the
+        current slots; the same object for every layer of a type, so gathered once per layout."""
+        hit = self._gathered.get(id(given))
+        if hit is not None and hit[0] is given:
+            return hit[1]
+        src = torch.where(self.valid, self.origin, torch.full_like(self.origin, -1))
+        if positions:
+            out = _gather_position_embeddings(given, src)
+        else:
+            out = gather_slots(given.expand(src.shape[0], -1), src, fill=0)
+        self._gathered[id(given)] = (given, out)
+        return out
+
+    def follow(self, x: torch.Tensor, since: int = 0) -> torch.Tensor:
+        """A per-token input of the whole prompt (B, T0, ...) brought to the current layout by
+        replaying the merges (from the ``since``-th on): merged tokens get the same weighted
+        mean as their hidden states (Gemma's per-layer inputs)."""
+        for dest, weight, out_len in self.merges[since:]:
+            shape = x.shape
+            x = merge_rows(x.reshape(shape[0], shape[1], -1), dest, weight, out_len).reshape(
+                shape[0], out_len, *shape[2:]
+            )
+        return x
 
     def out_length(self, method: ReductionMethod, idx: int) -> int | None:
         """The length after layer ``idx``'s step, if the plan fixes it (None: read it from the data)."""
@@ -139,9 +199,9 @@ class PrefillLayout:
         self.padded = padded
         self.audio = gather_slots(self.audio, src, fill=False)
         self.valid = src >= 0
-        self.position_embeddings = _gather_position_embeddings(self.position_embeddings, src)
-        if self.position_ids is not None:
-            self.position_ids = gather_slots(self.position_ids.expand(src.shape[0], -1), src, fill=0)
+        self.origin = gather_slots(self.origin, src, fill=0)
+        self._masks.clear()
+        self._gathered.clear()
         self.shortened = True
 
 
@@ -166,14 +226,15 @@ def start_layout(
     mask2d: torch.Tensor | None,
     shape: tuple[int, int],
     device: torch.device,
-    parts: SpeechLMParts,
-    config: ReductionConfig,
-    method: ReductionMethod | None,
+    handle: Any,
     row_names: list[str] | None = None,
 ) -> PrefillLayout | None:
     """The layout of a prefill of ``shape`` (batch, length) from the prompt's ``input_ids`` and
-    2-D attention mask: where the audio is, each row's plan. None for a no-op config whose
-    prompt cannot be read (nothing to reduce, so nothing to refuse)."""
+    2-D attention mask: where the audio is, each row's plan. ``handle``: the
+    :class:`~espnet_fastadasp.hf.patch.ReductionHandle` (its parts, config, method, per-layer
+    costs and windows). None for a no-op config whose prompt cannot be read (nothing to reduce,
+    so nothing to refuse)."""
+    parts, config, method, dims = handle.parts, handle.config, handle.method, handle.dims
     if ids is None or tuple(ids.shape) != tuple(shape):
         if config.is_noop:
             return None
@@ -186,13 +247,12 @@ def start_layout(
     audio = (ids == parts.audio_token_id).to(device)
     valid = torch.ones_like(audio) if mask2d is None else mask2d[:, -length:].bool().to(device)
     audio &= valid
-    dims = DecoderDims.from_config(parts.text_config)
     names = row_names if row_names is not None and len(row_names) == shape[0] else None
     plans = plan_batch(
         dims, config, audio.sum(-1).tolist(), valid.sum(-1).tolist(), audio_runs(audio).tolist(), row_names=names
     )
     acts_on = method.acts_on if method is not None else "hidden"
-    return PrefillLayout.start(audio, valid, plans, acts_on, config.seed)
+    return PrefillLayout.start(audio, valid, plans, acts_on, config.seed, handle.windows)
 
 
 def _assign(
@@ -231,6 +291,7 @@ def reduce_hidden(
     keys_flat = key.transpose(1, 2).reshape(key.shape[0], T, -1)
     dest, weight, out_len = _assign(layout, method, idx, keys_flat, received, layout.removals[:, idx])
     merged = merge_rows(hidden, dest, weight, out_len)
+    layout.merges.append((dest, weight, out_len))
     layout.shorten(slot_sources(dest, out_len), padded=not method.exact_counts or layout.padded_after[idx])
     return merged
 
@@ -252,6 +313,7 @@ def evict_kv(
     layer_cache.keys = gather_slots(keys, src, dim=2)
     layer_cache.values = gather_slots(values, src, dim=2)
     layout.kv_valid[idx] = src >= 0
+    layout.kv_origin[idx] = gather_slots(layout.origin, src, fill=0)
     layout.evicted.add(idx)
 
 

@@ -52,7 +52,7 @@ from espnet_fastadasp.hf.compat import (
 )
 from espnet_fastadasp.hf.logits import prefill_last_logits
 from espnet_fastadasp.hf.masks import causal_key_mask
-from espnet_fastadasp.hf.parts import UnsupportedModelError, speech_lm_parts
+from espnet_fastadasp.hf.parts import UnsupportedModelError, require_full_attention, speech_lm_parts
 
 SHARED_PROMPT_IMPLEMENTATION = "fastadasp_shared_prompt"
 
@@ -291,6 +291,7 @@ def generate_with_shared_prompt(
     if ids.shape[1] < 2:
         raise ValueError("generate_with_shared_prompt needs a prompt of at least 2 tokens")
     parts = speech_lm_parts(model)
+    require_full_attention(parts, "the shared-prompt beam search")
     if bool((ids[:, -1] == parts.audio_token_id).any()):
         raise ValueError("the prompt ends with an audio placeholder; end it with text (e.g. the assistant header)")
     if bool((mask[:, -1] == 0).any()):

@@ -47,7 +47,7 @@ from espnet_fastadasp.hf.compat import (
     prepared_mask,
 )
 from espnet_fastadasp.hf.logits import prefill_last_logits
-from espnet_fastadasp.hf.parts import UnsupportedModelError, speech_lm_parts
+from espnet_fastadasp.hf.parts import UnsupportedModelError, require_full_attention, speech_lm_parts
 from espnet_fastadasp.hf.shared_prompt import prefill_positions
 from espnet_fastadasp.hf.static_cache import StaticStepCache, attending_to_static_cache, static_cache_from_prefill
 from espnet_fastadasp.hf.static_search import Search, make_search, search_settings
@@ -102,6 +102,7 @@ class DecodeStep:
 
     def __init__(self, model: nn.Module, cache: StaticStepCache, search: Search, positions: torch.Tensor) -> None:
         parts = speech_lm_parts(model)
+        require_full_attention(parts, "static decoding")
         self.decoder = parts.decoder
         self.head = model.get_output_embeddings()
         if self.head is None:
