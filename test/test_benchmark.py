@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from espnet_fastadasp.benchmark import inputs as bench_inputs
-from espnet_fastadasp.benchmark import measure, results
+from espnet_fastadasp.benchmark import measure, results, targets
 from espnet_fastadasp.bin import benchmark as bm
 from espnet_fastadasp.core.config import ConfigError
 from espnet_fastadasp.hf.parts import audio_tokens_for
@@ -56,6 +56,10 @@ def test_end_to_end_from_a_config_json(tmp_path):
     for key in ("date", "device_name", "torch", "transformers", "dtype", "cuda"):
         assert key in env
     assert data["bandwidth_bytes_per_s"] > 0 and data["decode_weight_bytes"] > 0 and data["matmul_flops_per_s"] > 0
+    # on CPU the floor divides by the read rate of a one-row product at the model's up-projection shape
+    assert data["floor_bandwidth"] == "gemv" and data["bandwidth_bytes_per_s"] == data["gemv_probes"][0]["bytes_per_s"]
+    assert [(g["rows"], g["shape"]) for g in data["gemv_probes"]] == [(1, [128, 64]), (2, [128, 64])]
+    assert data["bandwidth_probe"]["bytes_per_s"] > 0 and data["decoder_layers"] == 8
     by_key = {s["key"]: s for s in data["settings"]}
     assert len(by_key) == 6
 
@@ -67,7 +71,8 @@ def test_end_to_end_from_a_config_json(tmp_path):
             assert s["error"] is None and len(s["runs"]) == 1
             run = s["runs"][0]
             assert run["new_tokens"] == 3 and run["decode_steps"] == 2 and run["rows"] == beams
-            assert run["peak_bytes"] is None  # CPU: no peak memory
+            # CPU: the process's peak RSS during generate (weights included), and what it held before
+            assert run["peak_bytes"] >= run["peak_bytes_before"] > 0
             m = s["summary"]
             for name in ("prefill_s", "decode_s", "decode_tok_s", "step_ms_median", "rtf"):
                 assert m[name]["median"] > 0
@@ -292,3 +297,108 @@ def test_received_paths_script_runs_and_agrees(tmp_path, monkeypatch):
         assert errors["lse_two_pass"] <= errors["eager_in_dtype"] or dtype == "float32"
         for name in ("sdpa_s", "fused_torch_s", "sdpa+blocked_s", "lse_two_pass_s", "sdpa+window8_s"):
             assert row[name] > 0
+
+
+def test_cut_shape_cpu_peak_profile_and_path_share(tmp_path):
+    """--num_layers / --audio_layers cut the shape (recorded, and said in the md header); the CPU peak
+    is the process's peak RSS; --groups runs only the pairs named; --warmup_audio_seconds warms on
+    short audio; --profile_step profiles one step per setting (its two overlapped steps left out of
+    the timings); 'vs path none' is each reduction against none along the same path."""
+    out = tmp_path / "bench"
+    data = bm.main(
+        ["--model_config", "tiny", "--num_layers", "3", "--audio_layers", "0", "--start_layer", "0"]
+        + ["--groups", "4:2", "--audio_seconds", "9", "--beams", "1", "--output_dir", str(out)]
+        + TINY_ARGS
+        + ["--new_tokens", "6", "--warmup", "1", "--warmup_audio_seconds", "2", "--profile_step"]
+        + ["--reductions", "none", "fastadasp_constant@0.3", "--prompt_modes", "hf", "shared"]
+    )
+    assert data["decoder_layers"] == 3 and data["layers_of_shape"] == {"decoder_layers": 8, "audio_layers": 2}
+    assert data["warmup_audio_seconds"] == 2 and "peak RSS" in data["peak_memory"]
+    by_tag = {s["setting"]: s for s in data["settings"]}
+    assert set(by_tag) == {"none", "fastadasp_constant@0.3", "none+shared", "fastadasp_constant@0.3+shared"}
+    assert {(s["audio_seconds"], s["num_beams"]) for s in data["settings"]} == {(4.0, 2)}
+    for tag, s in by_tag.items():
+        run, m = s["runs"][0], s["summary"]
+        assert len(m["kv_bytes_per_layer"]) == 3, tag
+        assert run["peak_bytes"] > 0 and m["peak_gib"] > 0 and m["peak_added_gib"] >= 0, tag
+        # the profiled window overlaps two of the 5 (6 with a shared prompt) steps: they leave the timings
+        prof = run["profile"]
+        assert prof["dropped_steps"] == [2, 3] and prof["wall_ms"] > 0 and prof["top"][0]["self_cpu_ms"] > 0, tag
+        assert run["decode_steps"] == (3 if s["prompt"] == "hf" else 4), tag
+        assert "self CPU" in (out / prof["file"]).read_text()
+    red, none = by_tag["fastadasp_constant@0.3+shared"], by_tag["none+shared"]
+    share = red["vs_none"]["path_none"]
+    tok_s = lambda s: s["summary"]["decode_tok_s"]["median"]  # noqa: E731
+    assert share["decode_tok_s_ratio"] == pytest.approx(tok_s(red) / tok_s(none))
+    assert share["kv_ratio"] == pytest.approx(red["summary"]["kv_bytes"] / none["summary"]["kv_bytes"])
+    assert share["kv_ratio"] < 1
+    assert red["vs_none"]["decode_tok_s_ratio"] == pytest.approx(tok_s(red) / tok_s(by_tag["none"]))
+    assert by_tag["fastadasp_constant@0.3"]["vs_none"]["path_none"]["decode_tok_s_ratio"] == pytest.approx(
+        by_tag["fastadasp_constant@0.3"]["vs_none"]["decode_tok_s_ratio"]
+    )
+    md = (out / "results.md").read_text()
+    assert "**3 of the shape's 8 decoder layers**" in md and "0 of its 2 audio encoder layers" in md
+    assert "| ratio vs none | vs path none |" in md and "VmHWM" in md
+    rows = [line for line in md.splitlines() if line.startswith("| fastadasp_constant@0.3+shared |")]
+    assert len(rows) == 1 and len(rows[0].split("|")) == len(results.MD_HEADER.split("|"))
+    # the targets report reads the same file
+    report = targets.render(json.loads((out / "results.json").read_text()))
+    assert "## Targets" in report and "| shared | " in report and "## 4 s audio, beam 2" in report
+
+
+def test_resume_keeps_the_runs_and_skips_them(tmp_path, tiny_model, monkeypatch):
+    kwargs = dict(audio_seconds=[2], beams=[1], reductions=["none", "h2o@0.3"], new_tokens=2, warmup=1, repeats=1)
+    first = bm.benchmark(tiny_model, tmp_path, bandwidth_bytes=1 << 23, **kwargs)
+    calls = []
+    real = bm.run_once
+
+    def counting(model, inputs, setting, *args, **kw):
+        calls.append(setting.key)
+        return real(model, inputs, setting, *args, **kw)
+
+    monkeypatch.setattr(bm, "run_once", counting)
+    again = bm.benchmark(tiny_model, tmp_path, resume=True, **kwargs)
+    assert calls == []  # every repeat was there: no warm-up, no run
+    assert [s["runs"] for s in again["settings"]] == [s["runs"] for s in first["settings"]]
+    assert again["bandwidth_bytes_per_s"] == first["bandwidth_bytes_per_s"]  # the first run's probes
+    # one more repeat asked for: only it runs (after a warm-up of the settings that need it)
+    more = bm.benchmark(tiny_model, tmp_path, resume=True, **{**kwargs, "repeats": 2})
+    assert calls == ["audio2s_beam1/none", "audio2s_beam1/h2o_constant@0.3"] * 2
+    assert all(len(s["runs"]) == 2 for s in more["settings"])
+    with pytest.raises(ConfigError, match="new_tokens"):
+        bm.benchmark(tiny_model, tmp_path, resume=True, **{**kwargs, "new_tokens": 3})
+
+
+def test_targets_verdicts():
+    """The issue's targets on hand-made summaries: best path per speed target, every reduced step
+    against its floor, the lowest peak at beam 5 / 240 s."""
+
+    def setting(audio, beams, method, path, tok_ratio, x_floor, peak_ratio):
+        tag = method if path == "hf" else f"{method}+{path}"
+        return {
+            "key": f"audio{audio}s_beam{beams}/{tag}",
+            "audio_seconds": float(audio),
+            "num_beams": beams,
+            "setting": tag,
+            "prompt": path,
+            "config": {"method": method},
+            "summary": {"decode_tok_s": {"median": 10 * tok_ratio}, "x_floor": x_floor, "flops_reduction": 0.5},
+            "vs_none": {"decode_tok_s_ratio": tok_ratio, "peak_ratio": peak_ratio},
+            "runs": [{"profile": {"wall_ms": 10.0, "top": [{"name": "aten::mm", "self_cpu_ms": 6.0}]}}],
+        }
+
+    data = {
+        "settings": [
+            setting(240, 5, "none", "hf", 1.0, 3.0, 1.0),
+            setting(240, 5, "fastadasp", "hf", 1.1, 1.2, 0.8),
+            setting(240, 5, "fastadasp", "static", 2.3, 1.25, 0.6),
+            setting(240, 1, "none", "hf", 1.0, 1.1, 1.0),
+            setting(240, 1, "h2o", "shared", 1.1, 1.5, 0.9),
+        ]
+    }
+    speed5, speed1, floor, peak = targets.evaluate(data)
+    assert speed5["met"] is True and speed5["best"] == "fastadasp+static: 2.30x"
+    assert speed1["met"] is False and speed1["best"] == "h2o+shared: 1.10x"
+    assert floor["met"] is False and [r["key"] for r in floor["rows"]] == ["audio240s_beam1/h2o+shared"]
+    assert peak["met"] is True and peak["best"].startswith("fastadasp+static: 0.60x")
+    assert targets._profile_lines(floor["rows"])[0].endswith("aten::mm 6.0 ms (60 %)")

@@ -74,6 +74,25 @@ def load_config(spec: str) -> Any:
     return Qwen2AudioConfig.from_dict(json.loads(path.read_text()))
 
 
+def truncate_layers(config: Any, num_layers: int | None, audio_layers: int | None) -> dict[str, int]:
+    """Keep the first ``num_layers`` decoder layers and ``audio_layers`` audio encoder layers of
+    ``config`` (in place; None: unchanged), every width unchanged; returns the layer counts of the
+    full shape (``decoder_layers``, ``audio_layers``)."""
+    text, audio = config.get_text_config(), config.audio_config
+    full = {"decoder_layers": text.num_hidden_layers, "audio_layers": audio.encoder_layers}
+    if num_layers is not None:
+        if not 1 <= num_layers <= text.num_hidden_layers:
+            raise ValueError(f"--num_layers {num_layers}: the shape has 1 to {text.num_hidden_layers} decoder layers")
+        text.num_hidden_layers = num_layers
+        if getattr(text, "layer_types", None):
+            text.layer_types = list(text.layer_types[:num_layers])
+    if audio_layers is not None:
+        if not 0 <= audio_layers <= audio.encoder_layers:
+            raise ValueError(f"--audio_layers {audio_layers}: the shape has 0 to {audio.encoder_layers}")
+        audio.encoder_layers = audio_layers
+    return full
+
+
 def model_class(config: Any) -> Any:
     """The class of ``config``'s architecture (any supported Speech LM); a config without one
     (the shipped Qwen2-Audio shapes, a bare Qwen2AudioConfig) is Qwen2-Audio's."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import logging
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -48,6 +51,39 @@ def measure_bandwidth(device: torch.device, nbytes: int, repeats: int = 10) -> d
     return {"bytes_copied": nbytes, "seconds": t, "bytes_per_s": 2 * nbytes / t}
 
 
+def measure_gemv_bandwidth(
+    device: torch.device,
+    dtype: torch.dtype,
+    rows: int = 1,
+    shape: tuple[int, int] = (11008, 4096),
+    repeats: int = 10,
+) -> dict[str, float]:
+    """The read rate of a decoding step's kind of product: ``rows`` rows times a weight of ``shape``
+    (Qwen2-Audio-7B's up projection by default: 90 MB in bf16, larger than a CPU's caches), as the
+    weight's bytes / time, median of ``repeats``.
+
+    Why beside the copy: a decoding step streams its weights through matrix-vector products, and a
+    CPU's product kernels read more slowly than a copy moves bytes (and a copy's bytes are read and
+    written), so on a CPU this is the rate the step's floor is reached at. With ``rows`` > 1 (the
+    beams) it shows whether the product is still bound by reading (the same rate) or by arithmetic
+    (a lower one: bfloat16 without AMX or AVX512-BF16 units)."""
+    weight = torch.randn(*shape, device=device).to(dtype)
+    x = torch.randn(rows, shape[1], device=device).to(dtype)
+    for _ in range(3):
+        torch.nn.functional.linear(x, weight)
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        t0 = time.perf_counter()
+        torch.nn.functional.linear(x, weight)
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    nbytes = weight.numel() * weight.element_size()
+    del weight, x
+    t = statistics.median(times)
+    return {"rows": rows, "shape": list(shape), "bytes_read": nbytes, "seconds": t, "bytes_per_s": nbytes / t}
+
+
 def measure_matmul_rate(device: torch.device, dtype: torch.dtype, size: int, repeats: int = 5) -> dict[str, float]:
     """FLOP/s of a large square matmul in ``dtype``, median of ``repeats``: what a prefill's
     matmuls can at best run at on this device (the prefill floor is its FLOPs / this)."""
@@ -65,6 +101,111 @@ def measure_matmul_rate(device: torch.device, dtype: torch.dtype, size: int, rep
     del a, b
     t = statistics.median(times)
     return {"size": size, "seconds": t, "flops_per_s": 2 * size**3 / t}
+
+
+_STATUS = Path("/proc/self/status")
+
+
+def _status_bytes(field: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (VmRSS, VmHWM) in bytes; None where there is none."""
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def release_freed_host_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc ``malloc_trim``), so the next call's peak RSS
+    starts from what is live, not from what an earlier call freed but the allocator kept."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def reset_peak_rss() -> int | None:
+    """Reset this process's peak resident set (Linux: ``echo 5 > /proc/self/clear_refs`` sets
+    VmHWM to the current VmRSS) and return the RSS it starts from; None where that is not possible
+    (not Linux, no permission): then no CPU peak is reported."""
+    gc.collect()  # an earlier call's cache may sit in reference cycles
+    release_freed_host_memory()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return _status_bytes("VmRSS")
+
+
+def peak_rss() -> int | None:
+    """The process's peak resident set since :func:`reset_peak_rss` (VmHWM): every byte the
+    process held in RAM at its highest point, the model's weights included."""
+    return _status_bytes("VmHWM")
+
+
+class StepProfiler:
+    """``torch.profiler`` over one decoding step of any path: from the decoder's call ``call``
+    (1 = the prefill) to its next call, both taken at the decoder's forward pre-hook.
+
+    Every path calls the text decoder once per step (plain ``generate`` inside the model's
+    forward; the static path from its step function), so the window holds one step and what runs
+    between two steps (the LM head, the search, the cache reorder, ``generate``'s bookkeeping).
+    The window overlaps two of the timed steps, which the caller drops from its timings
+    (:meth:`overlapped_steps`): the profiler's own overhead stays out of the figures."""
+
+    def __init__(self, decoder: nn.Module, call: int, device: torch.device) -> None:
+        if call < 2:
+            raise ValueError("call must be >= 2 (call 1 is the prefill)")
+        self.call, self.device = call, device
+        self.calls = 0
+        self.prof: Any = None
+        self.wall_s: float | None = None
+        self._t0 = 0.0
+        self._hook = decoder.register_forward_pre_hook(self._pre)
+
+    def _pre(self, module: nn.Module, args: Any) -> None:
+        self.calls += 1
+        if self.calls == self.call:
+            from torch.profiler import ProfilerActivity, profile
+
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device.type == "cuda" else [])
+            self.prof = profile(activities=activities)
+            self.prof.start()
+            synchronize(self.device)
+            self._t0 = time.perf_counter()
+        elif self.calls == self.call + 1 and self.prof is not None:
+            self._stop()
+
+    def _stop(self) -> None:
+        synchronize(self.device)
+        self.wall_s = time.perf_counter() - self._t0
+        self.prof.stop()
+
+    def remove(self) -> None:
+        self._hook.remove()
+        if self.prof is not None and self.wall_s is None:  # the generation ended inside the window
+            self._stop()
+
+    @property
+    def done(self) -> bool:
+        return self.wall_s is not None
+
+    def overlapped_steps(self) -> tuple[int, int]:
+        """Indices in the step-time list of the two steps the window overlaps: step ``i`` runs
+        from the end of decoder call ``i + 1`` to the end of call ``i + 2``."""
+        return self.call - 2, self.call - 1
+
+    def top(self, n: int = 12) -> list[dict[str, Any]]:
+        """The ``n`` operators with the most self CPU time in the window."""
+        events = sorted(self.prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        return [
+            {"name": e.key, "calls": e.count, "self_cpu_ms": e.self_cpu_time_total / 1000.0} for e in events[:n]
+        ]
+
+    def table(self, rows: int = 30) -> str:
+        return self.prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
 def decode_weight_bytes(model: nn.Module) -> int:
@@ -154,11 +295,16 @@ def run_once(
     new_tokens: int,
     device: torch.device,
     static_step_mode: str = "auto",
+    profile_step: bool = False,
 ) -> dict[str, Any]:
     """One forced-length ``generate`` under ``setting``; returns timings, memory, KV and FLOPs.
 
     static_step_mode: how the ``static`` prompt mode runs its steps
-    (:data:`espnet_fastadasp.hf.static_decoding.STEP_MODES`)."""
+    (:data:`espnet_fastadasp.hf.static_decoding.STEP_MODES`). profile_step: profile the decoding
+    step in the middle (:class:`StepProfiler`; not compiled or graph-replayed static steps, at
+    least 5 new tokens), returned as ``profile``: the top operators by self CPU time, and in
+    ``table`` the profiler's table; the two steps its window overlaps are left out of the step
+    times and of decode s (a static row's ``setup_s`` still holds the profiler's overhead)."""
     gen_kwargs = dict(
         max_new_tokens=new_tokens,
         min_new_tokens=new_tokens,
@@ -182,6 +328,14 @@ def run_once(
             synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
             peak_base = torch.cuda.memory_allocated(device)
+        elif device.type == "cpu":
+            peak_base = reset_peak_rss()
+        profiler = None
+        # compiled steps and graph replays call no Python hooks: only eager static steps are profiled
+        eager = static_step_mode == "eager" or (static_step_mode == "auto" and device.type != "cuda")
+        if profile_step and (setting.prompt != "static" or eager) and new_tokens >= 5:
+            # the middle of the steps; a shared prompt runs one decoding forward more
+            profiler = StepProfiler(speech_lm_parts(model).decoder, 2 + (new_tokens - 1) // 2, device)
         t0 = time.perf_counter()
         static: dict[str, Any] = {}
         if setting.prompt in ("hf", "hf_all_logits"):
@@ -192,9 +346,14 @@ def run_once(
             out = generate_with_shared_prompt(model, inputs, share_kv=setting.prompt == "shared", **gen_kwargs)
         synchronize(device)
         t1 = time.perf_counter()
+        if profiler is not None:
+            profiler.remove()
         stats = handle.stats if handle is not None else None
         steps_s = handle.timer.seconds() if handle is not None else {}
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        peak = peak_rss() if peak_base is not None else None
     kv = kv_cache_layers(cache_of_output(out))
     generated = out.sequences.shape[1] - inputs["input_ids"].shape[1]
     del out
@@ -206,6 +365,19 @@ def run_once(
         steps = timer.step_seconds
         prefill_s = timer.prefill_seconds
         decode_s = t1 - timer.ends[0]
+    profile = None
+    if profiler is not None and profiler.done:
+        # the profiled window's two steps leave the timings: the profiler's overhead is in them
+        dropped = [i for i in profiler.overlapped_steps() if 0 <= i < len(steps)]
+        decode_s -= sum(steps[i] for i in dropped)
+        steps = [s for i, s in enumerate(steps) if i not in dropped]
+        profile = {
+            "decoder_call": profiler.call,
+            "wall_ms": 1000 * profiler.wall_s,
+            "dropped_steps": dropped,
+            "top": profiler.top(),
+            "table": profiler.table(),
+        }
     rows = inputs["input_ids"].shape[0] * setting.beams
     if stats is not None:
         flops_full = sum(r.flops_full for r in stats.rows)
@@ -245,6 +417,9 @@ def run_once(
         # choice, the graph's warm-up step and its capture (step_ms_median is the steady state)
         "setup_s": static.get("setup_s"),
         "step_mode": static.get("step_mode"),
+        # one profiled step (profile_step): its wall time under the profiler and the top operators
+        # by self CPU time ("table": the profiler's full table, written to a file by the driver)
+        "profile": profile,
     }
 
 

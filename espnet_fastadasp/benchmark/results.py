@@ -59,6 +59,10 @@ class Results:
         out["rtf"] = spread([r["total_s"] / audio for r in runs])
         peaks = [r["peak_bytes"] for r in runs if r["peak_bytes"] is not None]
         out["peak_gib"] = max(peaks) / GIB if peaks else None
+        # what the call itself added at its peak (the peak less what was held before it: weights, inputs)
+        added = [r["peak_bytes"] - r["peak_bytes_before"] for r in runs if r["peak_bytes"] is not None
+                 and r.get("peak_bytes_before") is not None]
+        out["peak_added_gib"] = max(added) / GIB if added else None
         last = runs[-1]
         for name in ("kv_bytes", "flops_full", "flops_reduced", "flops_reduction", "kv_reduction", "audio_tokens_out"):
             out[name] = last[name]
@@ -74,13 +78,19 @@ class Results:
         out["x_floor"] = step / floor["floor_ms"] if step is not None and floor["floor_ms"] else None
         return out
 
-    def versus_none(self, setting: Setting, summary: dict[str, Any]) -> dict[str, Any] | None:
-        """Ratios against ``none`` at the same (audio, beams): >1 means this setting is faster."""
-        base_setting = next(
-            (s for s in self.settings if s.group == setting.group and s.config.method == "none" and s.prompt == "hf"),
+    def _none_of(self, setting: Setting, prompt: str) -> dict[str, Any] | None:
+        """The summary of ``none`` at ``setting``'s (audio, beams) in prompt mode ``prompt``."""
+        base = next(
+            (s for s in self.settings if s.group == setting.group and s.config.method == "none" and s.prompt == prompt),
             None,
         )
-        base = self.summary(base_setting) if base_setting is not None else None
+        return self.summary(base) if base is not None else None
+
+    def versus_none(self, setting: Setting, summary: dict[str, Any]) -> dict[str, Any] | None:
+        """Ratios against ``none`` under plain ``generate`` at the same (audio, beams): >1 means this
+        setting is faster; and in ``path_none`` against ``none`` along the same path (the
+        reduction's own share, apart from what the path alone does)."""
+        base = self._none_of(setting, "hf")
         if base is None:
             return None
 
@@ -101,6 +111,16 @@ class Results:
             out["peak_ratio"] = summary["peak_gib"] / base["peak_gib"]
         else:
             out["peak_gib_change"] = out["peak_ratio"] = None
+        path_base = base if setting.prompt == "hf" else self._none_of(setting, setting.prompt)
+        out["path_none"] = None
+        if path_base is not None:
+            out["path_none"] = {
+                "decode_tok_s_ratio": ratio(med(summary, "decode_tok_s"), med(path_base, "decode_tok_s")),
+                "step_ms_ratio": ratio(med(summary, "step_ms_median"), med(path_base, "step_ms_median")),
+                "prefill_speedup": ratio(med(path_base, "prefill_s"), med(summary, "prefill_s")),
+                "kv_ratio": ratio(summary["kv_bytes"], path_base["kv_bytes"]),
+                "peak_ratio": ratio(summary["peak_gib"], path_base["peak_gib"]),
+            }
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,8 +177,47 @@ def _fmt_spread(s: dict[str, Any] | None, digits: int) -> str:
 
 MD_HEADER = (
     "| setting | prefill s | prefill vs none | reduce s | scoring s | prefill floor s | decode s | tok/s "
-    "| ratio vs none | RTF | peak GiB | peak vs none | KV MiB | FLOPs red. % | step ms | floor ms | x floor |"
+    "| ratio vs none | vs path none | RTF | peak GiB | peak added GiB | peak vs none | KV MiB | FLOPs red. % "
+    "| step ms | floor ms | x floor |"
 )
+
+
+def bandwidth_line(data: dict[str, Any]) -> str:
+    """What the step floor divides by, and the probes behind it."""
+    copy = data.get("bandwidth_probe") or {}
+    gemv = data.get("gemv_probes") or []
+    choice = data.get("floor_bandwidth") or "copy"
+    parts = []
+    if copy:
+        parts.append(f"a copy moves {copy['bytes_per_s'] / 1e9:.1f} GB/s (read + written)")
+    for g in gemv:
+        shape = "x".join(map(str, g["shape"]))
+        parts.append(f"a {g['rows']}-row product with a {shape} weight reads {g['bytes_per_s'] / 1e9:.1f} GB/s")
+    what = "the 1-row product's read rate" if choice == "gemv" else "the copy's rate"
+    text = "; ".join(parts)
+    return (
+        text[:1].upper()
+        + text[1:]
+        + f". floor = (weights + KV read per step) / {data['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s ({what}, "
+        f"measured in this run); decoding reads {data['decode_weight_bytes'] / 1e9:.2f} GB of weights per step; "
+        "x floor = step ms / floor ms."
+    )
+
+
+def layers_line(data: dict[str, Any]) -> str | None:
+    """For a shape cut to fewer layers: how many, of how many, and what carries over."""
+    full = data.get("layers_of_shape")
+    if not full:
+        return None
+    n, a = data.get("decoder_layers"), (data.get("args") or {}).get("audio_layers")
+    return (
+        f"**{n} of the shape's {full['decoder_layers']} decoder layers** (each at the full width; LM head and "
+        f"vocabulary in full)"
+        + (f", {a} of its {full['audio_layers']} audio encoder layers" if a is not None else "")
+        + ". Per-layer figures (KV MiB per layer, a layer's share of the step and of the prefill) and the ratios "
+        "between settings of one layer count carry over to the full depth; whole-step ratios do not directly: "
+        "the LM head, read once per step, weighs more in a step of fewer layers."
+    )
 
 
 def render_markdown(data: dict[str, Any]) -> str:
@@ -171,9 +230,16 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"CUDA {env['cuda']} | {data['dtype']} | model {data['model']} | {data['new_tokens']} forced new tokens "
         f"| warmup {data['warmup']}, repeats {data['repeats']}",
         "",
-        f"Copy bandwidth {data['bandwidth_bytes_per_s'] / 1e12:.2f} TB/s (read + written); decoding reads "
-        f"{data['decode_weight_bytes'] / 1e9:.2f} GB of weights per step. floor = (weights + KV read per step) / "
-        "bandwidth; x floor = step ms / floor ms.",
+        *([layers_line(data), ""] if layers_line(data) else []),
+        bandwidth_line(data),
+        "",
+        "peak GiB: "
+        + ("the process's peak resident set during generate (VmHWM, reset before each call; weights included); "
+           if data.get("environment", {}).get("device", "").startswith("cpu") else
+           "torch.cuda.max_memory_allocated during generate (weights included); ")
+        + "peak added GiB: that peak less what was held before the call (the call's own cache, activations, "
+        "logits). ratio vs none: tok/s against none under plain generate (hf); vs path none: against none along "
+        "the same path (the reduction's own share).",
         "",
         "reduce s: the reduction steps inside the prefill (choose, merge or evict); scoring s: the attention "
         "kernels of the reducing layers (their own attention and the sums of the attention each token received; "
@@ -216,8 +282,10 @@ def render_markdown(data: dict[str, Any]) -> str:
                         _fmt_spread(m["decode_s"], 3),
                         _fmt(m["decode_tok_s"]["median"] if m["decode_tok_s"] else None),
                         _fmt(v.get("decode_tok_s_ratio")),
+                        _fmt((v.get("path_none") or {}).get("decode_tok_s_ratio")),
                         _fmt(m["rtf"]["median"] if m["rtf"] else None, 4),
                         _fmt(m["peak_gib"]),
+                        _fmt(m.get("peak_added_gib")),
                         "-" if peak_change is None else f"{peak_change:+.2f}",
                         _fmt(m["kv_mib"], 1),
                         _fmt(100 * m["flops_reduction"], 1),

@@ -47,18 +47,34 @@ over all settings so that clock or thermal drift hits all of them alike:
   the graph (``setup_s`` in the JSON), its step ms is the steady state;
   every ratio is against ``none`` under ``hf``, as our tools run it;
 * RTF: ``generate`` wall time / audio seconds;
-* peak GiB: ``torch.cuda.max_memory_allocated`` during ``generate`` (weights included; null
-  on CPU); KV MiB: bytes of the KV cache after generation, summed over layers and rows (per
-  layer in the JSON), read from ``return_dict_in_generate=True``'s cache;
+* peak GiB: ``torch.cuda.max_memory_allocated`` during ``generate`` (weights included); on CPU
+  the process's peak resident set during the call (VmHWM of /proc/self/status, reset through
+  /proc/self/clear_refs just before it, after freed heap pages are handed back with
+  ``malloc_trim``): every byte the process held at its highest point, weights, Python and
+  libraries included; peak added GiB: that peak less what was held just before the call (the
+  call's own cache, activations and logits); KV MiB: bytes of the KV cache after generation,
+  summed over layers and rows (per layer in the JSON), read from
+  ``return_dict_in_generate=True``'s cache;
 * FLOPs: the analytic prefill FLOPs of the decoder (``espnet_fastadasp.core.flops``) and the
   achieved reduction from ``handle.stats``;
 * floor ms: the least time a decoding step can take on this memory system: the bytes it must
   read (decoder weights + LM head, and the KV cache of every row at the step's average
-  length) / the bandwidth of a large device-to-device copy measured once in the run ((read +
-  written bytes) / time; on CPU it is only indicative). ``x floor = step ms / floor ms``:
+  length) / a read rate measured once in the run (``--floor_bandwidth``): on CUDA the bandwidth
+  of a large device-to-device copy ((read + written bytes) / time), on CPU the read rate of a
+  one-row product with a weight of the model's up-projection shape in its dtype (weight bytes /
+  time: what the CPU's decoding kernels stream at, below a copy's rate); both probes, and the
+  product at the beam count's rows, are in the JSON. ``x floor = step ms / floor ms``:
   near 1 the step is bandwidth-bound and a smaller KV cache shows directly; far above 1 it is
   bound by overheads (kernel launches, Python, cache copies) that token reduction does not
-  touch.
+  touch, or (bfloat16 without AMX at several rows) by arithmetic;
+* ``vs path none``: tok/s against ``none`` along the same path, the reduction's own share apart
+  from the path's (a static cache alone already avoids ``DynamicLayer``'s re-concatenation);
+* ``--profile_step``: one decoding step of each setting under ``torch.profiler`` (its top
+  operators by self CPU time in the JSON, the table in ``profiles/``);
+* ``--num_layers N`` (``--audio_layers M``): the shape's first N decoder (M encoder) layers at
+  full width, for a real layer shape on a machine too small or slow for the whole model;
+  ``--groups 240:5 120:1``: only these (audio, beams) pairs; ``--resume``: keep the runs of an
+  earlier ``results.json`` and run only the missing repeats.
 
 ``results.json`` (every run, summaries, ratios against ``none`` at the same audio and beams,
 and the environment) and ``results.md`` (one table per audio length and beams) are rewritten
@@ -95,11 +111,13 @@ from espnet_fastadasp.benchmark.inputs import (
     load_config,
     load_pretrained,
     prompt_spec,
+    truncate_layers,
 )
 from espnet_fastadasp.benchmark.measure import (
     Setting,
     decode_weight_bytes,
     measure_bandwidth,
+    measure_gemv_bandwidth,
     measure_matmul_rate,
     run_once,
 )
@@ -126,6 +144,21 @@ def get_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--model_name_or_path", default=None, help="a real checkpoint (from_pretrained) instead of --model_config"
     )
+    model.add_argument(
+        "--num_layers",
+        type=int,
+        default=None,
+        help="keep only the first N decoder layers of --model_config's shape (width, heads, FFN, vocab "
+        "unchanged): a real layer shape where the whole model does not fit or takes too long; per-layer "
+        "figures and the ratios between settings carry over, the LM head weighs more in a step",
+    )
+    model.add_argument(
+        "--audio_layers",
+        type=int,
+        default=None,
+        help="keep only the first M audio encoder layers (0: the convolutional front end alone); the encoder "
+        "is idle while decoding, this only shortens the prefill (prefill s then holds less of the encoder)",
+    )
     model.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     model.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     model.add_argument("--attn_implementation", default="sdpa", choices=["sdpa", "eager"])
@@ -138,6 +171,14 @@ def get_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("settings")
     run.add_argument("--audio_seconds", type=float, nargs="+", default=[120.0, 240.0])
     run.add_argument("--beams", type=int, nargs="+", default=[1, 5])
+    run.add_argument(
+        "--groups",
+        nargs="+",
+        default=None,
+        metavar="AUDIO:BEAMS",
+        help="run only these (audio seconds, beams) pairs, e.g. 240:5 240:1 120:1, instead of every "
+        "--audio_seconds x --beams",
+    )
     run.add_argument(
         "--reductions",
         nargs="+",
@@ -169,8 +210,42 @@ def get_parser() -> argparse.ArgumentParser:
     run.add_argument("--prefix_tokens", type=int, default=20, help="text tokens before the audio")
     run.add_argument("--suffix_tokens", type=int, default=20, help="text tokens after the audio")
     run.add_argument("--warmup", type=int, default=1, help="unrecorded passes over all settings")
+    run.add_argument(
+        "--warmup_audio_seconds",
+        type=float,
+        default=None,
+        help="run the warm-up passes on this much audio instead of each setting's own (every code path and "
+        "kernel warmed at a fraction of a long prefill's cost)",
+    )
+    run.add_argument(
+        "--warmup_new_tokens",
+        type=int,
+        default=None,
+        help="forced new tokens of the warm-up passes (default --new_tokens)",
+    )
     run.add_argument("--repeats", type=int, default=3, help="recorded passes over all settings (interleaved)")
     run.add_argument("--bandwidth_mib", type=int, default=None, help="copy size for the bandwidth probe")
+    run.add_argument(
+        "--floor_bandwidth",
+        default="auto",
+        choices=["auto", "copy", "gemv"],
+        help="the read rate the step floor divides by: copy ((read + written bytes) / time of a large copy), "
+        "gemv (weight bytes / time of a one-row product with an 11008x4096 weight in --dtype, what a CPU's "
+        "decoding kernels read at); auto: gemv on CPU, copy on CUDA. Both are measured and recorded",
+    )
+    run.add_argument(
+        "--profile_step",
+        action="store_true",
+        help="profile one decoding step (torch.profiler, the middle step) of every setting in its last recorded "
+        "repeat: top operators by self CPU time in results.json, the full table in profiles/<setting>.txt; "
+        "the two steps the profiled window overlaps are left out of that run's timings",
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs and errors of --output_dir's results.json (same model, dtype and run settings) and "
+        "run only the repeats still missing",
+    )
     parser.add_argument("--output_dir", type=Path, default=None, help="results.json, results.md (required to run)")
     parser.add_argument("--log_level", default="INFO")
     return parser
@@ -249,19 +324,35 @@ def benchmark(
     seed: int = 0,
     meta: dict[str, Any] | None = None,
     static_step_mode: str = "auto",
+    warmup_audio_seconds: float | None = None,
+    warmup_new_tokens: int | None = None,
+    floor_bandwidth: str = "auto",
+    profile_step: bool = False,
+    resume: bool = False,
+    groups: Sequence[tuple[float, int]] | None = None,
 ) -> dict[str, Any]:
     """Measure every setting ``warmup + repeats`` times, interleaved; returns ``results.json``'s content.
 
     Passes run over all settings in turn (pass -> audio -> beams -> reduction), so slow drift
     (clocks, temperature, allocator state) is shared by all settings instead of biasing the
-    ones measured last. Warm-up passes are not recorded.
+    ones measured last. Warm-up passes are not recorded; with ``warmup_audio_seconds`` they run
+    on that much audio and ``warmup_new_tokens`` tokens. ``groups``: only these (audio seconds,
+    beams) pairs. ``resume``: keep what ``output_dir/results.json`` already holds (see
+    :func:`_resume`) and run only the missing repeats.
     """
-    if new_tokens < 2:
+    if new_tokens < 2 or (warmup_new_tokens is not None and warmup_new_tokens < 2):
         raise ValueError("--new_tokens must be >= 2 (one from the prefill, at least one decoding step)")
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
+    if groups is not None:
+        audio_seconds = sorted({float(a) for a, _ in groups}, reverse=True)
+        beams = sorted({int(b) for _, b in groups}, reverse=True)
     settings = make_settings(audio_seconds, beams, reductions, start_layer, prompt_modes)
+    if groups is not None:
+        wanted = {(float(a), int(b)) for a, b in groups}
+        settings = [s for s in settings if (s.audio_seconds, s.beams) in wanted]
     spec = prompt_spec(model.config, hop_length, sampling_rate)
+    text_config = speech_lm_parts(model).text_config
     results = Results(
         output_dir=Path(output_dir),
         meta={
@@ -275,28 +366,27 @@ def benchmark(
             "parameters": sum(p.numel() for p in model.parameters()),
             "parameter_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
             "model": getattr(model.config, "_name_or_path", "") or type(model).__name__,
+            "decoder_layers": text_config.num_hidden_layers,
+            "peak_memory": "torch.cuda.max_memory_allocated"
+            if device.type == "cuda"
+            else "process peak RSS (VmHWM, reset before each generate)",
+            "warmup_audio_seconds": warmup_audio_seconds,
+            "warmup_new_tokens": warmup_new_tokens,
             **(meta or {}),
         },
         settings=settings,
     )
     results.weight_bytes = decode_weight_bytes(model)
-    if bandwidth_bytes is None:
-        bandwidth_bytes = (2048 if device.type == "cuda" else 64) * MIB
-    bw = measure_bandwidth(device, bandwidth_bytes)
-    results.bandwidth = bw["bytes_per_s"]
-    results.meta["bandwidth_probe"] = bw
-    mm = measure_matmul_rate(device, dtype, 8192 if device.type == "cuda" else 2048)
-    results.matmul_rate = mm["flops_per_s"]
-    results.meta["matmul_probe"] = mm
-    logger.info(
-        "device %s: copy bandwidth %.2f TB/s; decoding reads %.2f GB of weights per step (floor %.2f ms + KV)",
-        device,
-        bw["bytes_per_s"] / 1e12,
-        results.weight_bytes / 1e9,
-        1000 * results.weight_bytes / bw["bytes_per_s"],
-    )
+    if resume:
+        _resume(results, Path(output_dir))
+    if results.meta.get("bandwidth_probe") is None:  # a resumed run keeps its first probes
+        _probe(results, device, dtype, text_config, beams, bandwidth_bytes, floor_bandwidth)
 
     inputs_by_audio: dict[float, dict[str, torch.Tensor]] = {}
+    if warmup_audio_seconds is not None and warmup > 0:
+        inputs_by_audio[warmup_audio_seconds] = build_inputs(
+            warmup_audio_seconds, spec, batch_size, prefix_tokens, suffix_tokens, device, dtype, seed
+        )[0]
     for a in sorted({s.audio_seconds for s in settings}):
         inputs, info = build_inputs(a, spec, batch_size, prefix_tokens, suffix_tokens, device, dtype, seed)
         if info["prompt_tokens"] + new_tokens > spec.max_positions:
@@ -326,21 +416,33 @@ def benchmark(
             if setting.key in results.errors:
                 continue
             recorded = p >= warmup
+            done = len(results.runs.get(setting.key, []))
+            if done >= repeats or (recorded and done > p - warmup):
+                continue  # resumed: this repeat (or every repeat of the setting) is in results.json
+            warm_audio = not recorded and warmup_audio_seconds is not None
+            audio = warmup_audio_seconds if warm_audio else setting.audio_seconds
+            tokens = warmup_new_tokens if not recorded and warmup_new_tokens else new_tokens
             error = None
             try:
                 run = run_once(
                     model,
-                    inputs_by_audio[setting.audio_seconds],
+                    inputs_by_audio[audio],
                     setting,
                     timer,
                     spec,
-                    new_tokens,
+                    tokens,
                     device,
                     static_step_mode,
+                    profile_step=profile_step and p == warmup + repeats - 1,
                 )
             except (*OOM_ERRORS, ConfigError) as exc:
                 kind = "out of memory" if isinstance(exc, OOM_ERRORS) else "config"
                 error = f"{kind}: {exc}"
+            if error is not None and warm_audio:
+                # a target unreachable on the short warm-up audio says nothing of the setting's own
+                logger.warning("warm-up of %s on %g s: %s", setting.key, audio, error.splitlines()[0][:300])
+                _free(device)
+                continue
             if error is not None:
                 # outside the except block: the traceback (and the tensors its frames hold) is gone
                 results.errors[setting.key] = error
@@ -348,8 +450,8 @@ def benchmark(
                 _free(device)
                 results.write()
                 continue
-            if run["new_tokens"] != new_tokens:
-                logger.warning("%s: generated %d tokens, not %d", setting.key, run["new_tokens"], new_tokens)
+            if run["new_tokens"] != tokens:
+                logger.warning("%s: generated %d tokens, not %d", setting.key, run["new_tokens"], tokens)
             logger.info(
                 "%s %s: prefill %.3f s, decode %.3f s (%.1f tok/s, step %.2f ms), peak %s, KV %.1f MiB, FLOPs -%.1f%%",
                 "run" if recorded else "warm-up",
@@ -362,6 +464,14 @@ def benchmark(
                 run["kv_bytes"] / MIB,
                 100 * run["flops_reduction"],
             )
+            if run["profile"] is not None:
+                table = run["profile"].pop("table")
+                if recorded:
+                    path = Path(output_dir) / "profiles" / (setting.key.replace("/", "__") + ".txt")
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(f"{setting.key}: one decoding step ({run['profile']['wall_ms']:.1f} ms under "
+                                    f"the profiler), operators by self CPU time\n\n{table}\n")
+                    run["profile"]["file"] = str(path.relative_to(output_dir))
             if recorded:
                 results.runs.setdefault(setting.key, []).append(run)
                 results.write()
@@ -369,6 +479,89 @@ def benchmark(
         timer.remove()
     results.write()
     return results.to_dict()
+
+
+def _probe(
+    results: Results,
+    device: torch.device,
+    dtype: torch.dtype,
+    text_config: Any,
+    beams: Sequence[int],
+    bandwidth_bytes: int | None,
+    floor_bandwidth: str,
+) -> None:
+    """Measure the memory system and the matmul rate once, and choose the floor's read rate."""
+    if bandwidth_bytes is None:
+        bandwidth_bytes = (2048 if device.type == "cuda" else 64) * MIB
+    bw = measure_bandwidth(device, bandwidth_bytes)
+    # the decoding step's own kind of product, at the model's up-projection shape: one row, and the beams
+    shape = (text_config.intermediate_size, text_config.hidden_size)
+    gemv = [measure_gemv_bandwidth(device, dtype, rows, shape) for rows in sorted({1, *beams})]
+    if floor_bandwidth == "auto":
+        floor_bandwidth = "copy" if device.type == "cuda" else "gemv"
+    results.bandwidth = gemv[0]["bytes_per_s"] if floor_bandwidth == "gemv" else bw["bytes_per_s"]
+    results.meta.update(bandwidth_probe=bw, gemv_probes=gemv, floor_bandwidth=floor_bandwidth)
+    mm = measure_matmul_rate(device, dtype, 8192 if device.type == "cuda" else 2048)
+    results.matmul_rate = mm["flops_per_s"]
+    results.meta["matmul_probe"] = mm
+    logger.info(
+        "device %s: copy %.1f GB/s (read + written), %s product reads %s; floor at %.1f GB/s (%s); "
+        "decoding reads %.2f GB of weights per step (floor %.2f ms + KV)",
+        device,
+        bw["bytes_per_s"] / 1e9,
+        "x".join(map(str, shape)),
+        ", ".join(f"{g['bytes_per_s'] / 1e9:.1f} GB/s at {g['rows']} row(s)" for g in gemv),
+        results.bandwidth / 1e9,
+        floor_bandwidth,
+        results.weight_bytes / 1e9,
+        1000 * results.weight_bytes / results.bandwidth,
+    )
+
+
+#: what must match for a resumed run's earlier repeats to count
+RESUME_KEYS = (
+    "dtype",
+    "new_tokens",
+    "batch_size",
+    "model",
+    "decoder_layers",
+    "parameters",
+    "audio_layers",
+    "prefix_tokens",
+    "suffix_tokens",
+    "start_layer",
+    "static_step_mode",
+)
+
+
+def _resume(results: Results, output_dir: Path) -> None:
+    """Take the earlier runs, errors and probes of ``output_dir/results.json`` into ``results``;
+    refuse when they were measured under other settings (:data:`RESUME_KEYS`)."""
+    path = output_dir / "results.json"
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    mine = {k: results.meta.get(k, results.meta.get("args", {}).get(k)) for k in RESUME_KEYS}
+    theirs = {k: old.get(k, old.get("args", {}).get(k)) for k in RESUME_KEYS}
+    differ = {k: (theirs[k], mine[k]) for k in RESUME_KEYS if theirs[k] != mine[k]}
+    if differ:
+        raise ConfigError(f"--resume: {path} was measured under other settings (earlier, now): {differ}")
+    keys = {s.key for s in results.settings}
+    for s in old["settings"]:
+        if s["key"] in keys:
+            if s["runs"]:
+                results.runs[s["key"]] = s["runs"]
+            if s["error"]:
+                results.errors[s["key"]] = s["error"]
+    for name in ("bandwidth_probe", "gemv_probes", "floor_bandwidth", "matmul_probe"):
+        results.meta[name] = old.get(name)
+    results.bandwidth = old["bandwidth_bytes_per_s"]
+    results.matmul_rate = old.get("matmul_flops_per_s")
+    results.meta["resumed"] = results.meta.get("resumed", []) + [old.get("environment", {}).get("date")]
+    logger.info(
+        "resumed %s: %d runs of %d settings, %d errors", path, sum(map(len, results.runs.values())),
+        len(results.runs), len(results.errors)
+    )
 
 
 def _progress(settings: list[Setting], passes: int) -> Iterator[tuple[int, Setting]]:
@@ -410,6 +603,11 @@ def main(cmd: Sequence[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     dtype = getattr(torch, args.dtype)
     config = None if args.model_name_or_path else load_config(args.model_config)
+    layers_of_shape = None
+    if args.num_layers is not None or args.audio_layers is not None:
+        if config is None:
+            parser.error("--num_layers / --audio_layers shape a --model_config, not a checkpoint")
+        layers_of_shape = truncate_layers(config, args.num_layers, args.audio_layers)
     if args.dry_run:
         if config is None:
             from transformers import AutoConfig
@@ -453,9 +651,36 @@ def main(cmd: Sequence[str] | None = None) -> dict[str, Any]:
         sampling_rate=sr,
         bandwidth_bytes=args.bandwidth_mib * MIB if args.bandwidth_mib else None,
         seed=args.seed,
-        meta={"model": model_name, "attn_implementation": args.attn_implementation, "args": vars(args)},
+        meta={
+            "model": model_name,
+            "attn_implementation": args.attn_implementation,
+            "layers_of_shape": layers_of_shape,
+            "args": vars(args),
+        },
         static_step_mode=args.static_step_mode,
+        warmup_audio_seconds=args.warmup_audio_seconds,
+        warmup_new_tokens=args.warmup_new_tokens,
+        floor_bandwidth=args.floor_bandwidth,
+        profile_step=args.profile_step,
+        resume=args.resume,
+        groups=parse_groups(parser, args.groups),
     )
+
+
+def parse_groups(parser: argparse.ArgumentParser, groups: Sequence[str] | None) -> list[tuple[float, int]] | None:
+    """``--groups 240:5 120:1`` -> [(240.0, 5), (120.0, 1)]."""
+    if groups is None:
+        return None
+    out = []
+    for item in groups:
+        audio, sep, beams = item.partition(":")
+        try:
+            out.append((float(audio), int(beams)))
+        except ValueError:
+            sep = ""
+        if not sep:
+            parser.error(f"--groups {item!r}: want AUDIO_SECONDS:BEAMS, e.g. 240:5")
+    return out
 
 
 if __name__ == "__main__":
