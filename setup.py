@@ -12,7 +12,7 @@ version = next(
 
 # transformers: the range the test suite passed with (tools/test_versions.sh), its upper bound the
 # newest tested minor release, so that an untested release (which may rename what our hooks read)
-# is never picked; keep in step with espnet_fastadasp/hf/compat.py's TESTED_RANGE. The exact set
+# is never picked; keep in step with espnet_fastadasp/models/compat.py's TESTED_RANGE. The exact set
 # every test passed with is tools/constraints.txt (what tools/setup.sh installs).
 install_requires = [
     # torch: 2.6 is transformers 5's own floor (it disables torch below); the core tests passed with
@@ -33,7 +33,7 @@ install_requires = [
 ]
 
 extras_require = {
-    # triton: the CUDA kernels of espnet_fastadasp.hf.triton_received are tested on CPU by its interpreter.
+    # triton: the CUDA kernels of espnet_fastadasp.reduction.triton_received are tested on CPU by its interpreter.
     # Beside NumPy 2.4 that interpreter needs triton >= 3.7 (3.6.0 fails inside it, 3.7.0 passes); the
     # floor stays 3.4 because torch 2.9.1 (ESPnet's venv) pins triton 3.5.1.
     "test": ["pytest>=8", "pytest-timeout", "triton>=3.4", "gguf>=0.10", "accelerate>=1.0"],

@@ -7,7 +7,7 @@ import time
 import torch
 
 import espnet_fastadasp as fa
-from espnet_fastadasp.hf.tiny import build_tiny_qwen2_audio, synthetic_audio
+from espnet_fastadasp.models.tiny import build_tiny_qwen2_audio, synthetic_audio
 
 torch.set_num_threads(1)
 model, proc = build_tiny_qwen2_audio()
@@ -21,7 +21,7 @@ x = proc(
 
 
 def steps(n=100):
-    from espnet_fastadasp.hf.compat import DynamicCache, cache_kwargs
+    from espnet_fastadasp.models.compat import DynamicCache, cache_kwargs
 
     with torch.no_grad():
         cache = DynamicCache()

@@ -4,7 +4,7 @@ For one attention layer at a given shape (default: Qwen2-Audio-7B's, 32 heads of
 the prompt lengths of 120 s and 240 s), times, median of ``--repeats`` after a warm-up:
 
 * ``sdpa``: the model's own attention alone (causal SDPA), the cost without any sums;
-* ``sdpa+triton``: SDPA, then the two tiled Triton kernels of ``espnet_fastadasp.hf.triton_received``
+* ``sdpa+triton``: SDPA, then the two tiled Triton kernels of ``espnet_fastadasp.reduction.triton_received``
   (CUDA only);
 * ``flash_lse+triton``: PyTorch's CUDA flash kernel (the output and each row's log-sum-exp), then
   the column kernel alone: what an unpadded float16 / bfloat16 CUDA prefill uses;
@@ -49,8 +49,8 @@ import torch.nn.functional as F
 
 from espnet_fastadasp.decoding.timing import synchronize
 from espnet_fastadasp.evaluation.environment import environment
-from espnet_fastadasp.hf import triton_received
-from espnet_fastadasp.hf.attention import (
+from espnet_fastadasp.reduction import triton_received
+from espnet_fastadasp.reduction.attention import (
     attention_received,
     attention_with_received,
     attention_with_received_lse,
@@ -180,7 +180,7 @@ def sync_free_prefill(device: torch.device) -> dict:
     from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
     import espnet_fastadasp as fa
-    from espnet_fastadasp.hf.tiny import save_tiny_qwen2_audio, synthetic_audio
+    from espnet_fastadasp.models.tiny import save_tiny_qwen2_audio, synthetic_audio
 
     with tempfile.TemporaryDirectory() as tmp:
         path = save_tiny_qwen2_audio(Path(tmp), seed=0)

@@ -23,8 +23,8 @@ import torch
 import espnet_fastadasp as fa
 from espnet_fastadasp.core.config import METHODS
 from espnet_fastadasp.evaluation.environment import environment
-from espnet_fastadasp.hf.static_decoding import generate_static
-from espnet_fastadasp.hf.tiny import build_tiny_qwen2_audio, synthetic_audio
+from espnet_fastadasp.generation.static_decoding import generate_static
+from espnet_fastadasp.models.tiny import build_tiny_qwen2_audio, synthetic_audio
 
 PROMPT = "<|im_start|><|audio_bos|><|AUDIO|><|audio_eos|>ASR:<|im_end|>"
 

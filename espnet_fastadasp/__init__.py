@@ -14,11 +14,12 @@ from espnet_fastadasp.core.config import METHODS, SCHEDULES, ConfigError, Reduct
 
 # torch/transformers load only when the model side is used, so data tools start fast
 _LAZY = {
-    "apply": "hf.patch",
-    "ReductionHandle": "hf.patch",
-    "UnsupportedModelError": "hf.parts",
-    "generate_with_shared_prompt": "hf.shared_prompt",
-    "prefill_last_logits": "hf.logits",
+    "apply": "reduction.patch",
+    "ReductionHandle": "reduction.patch",
+    "UnsupportedModelError": "models.parts",
+    "generate_with_shared_prompt": "generation.shared_prompt",
+    "generate_static": "generation.static_decoding",
+    "prefill_last_logits": "generation.logits",
     "PrefillStats": "core.stats",
     "RowStats": "core.stats",
 }
@@ -44,6 +45,7 @@ __all__ = [
     "RowStats",
     "UnsupportedModelError",
     "apply",
+    "generate_static",
     "generate_with_shared_prompt",
     "prefill_last_logits",
 ]

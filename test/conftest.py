@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-from espnet_fastadasp.hf.tiny import save_tiny_qwen2_audio, synthetic_audio  # noqa: E402
+from espnet_fastadasp.models.tiny import save_tiny_qwen2_audio, synthetic_audio  # noqa: E402
 
 # short text around the audio, as in real prompts (Qwen2-Audio: ~20 text tokens, 750 audio per 30 s)
 PROMPT = "<|im_start|><|audio_bos|><|AUDIO|><|audio_eos|>ASR:<|im_end|>"

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 import espnet_fastadasp as fa
-import espnet_fastadasp.hf.layer_forward as layer_forward
+import espnet_fastadasp.reduction.layer_forward as layer_forward
 
 
 def first_step_logits(model: Any, inputs: dict[str, Any]) -> torch.Tensor:

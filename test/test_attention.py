@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from espnet_fastadasp.hf.attention import (
+from espnet_fastadasp.reduction.attention import (
     RECORDING_IMPLEMENTATION,
     AttentionSwap,
     ReducingAttention,
@@ -17,7 +17,7 @@ from espnet_fastadasp.hf.attention import (
     base_attention_function,
     lse_path_usable,
 )
-from espnet_fastadasp.hf.masks import allowed_keys
+from espnet_fastadasp.reduction.masks import allowed_keys
 
 from .conftest import load, make_inputs
 

@@ -1,4 +1,4 @@
-"""Reduction state lives in the cache: ReducedLayer after a reduced prefill (hf/cache_layers.py)."""
+"""Reduction state lives in the cache: ReducedLayer after a reduced prefill (reduction/cache_layers.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import espnet_fastadasp as fa
-from espnet_fastadasp.hf.cache_layers import ReducedLayer
-from espnet_fastadasp.hf.compat import DynamicLayer, cache_of_output
-from espnet_fastadasp.hf.masks import causal_key_mask
+from espnet_fastadasp.models.compat import DynamicLayer, cache_of_output
+from espnet_fastadasp.reduction.cache_layers import ReducedLayer
+from espnet_fastadasp.reduction.masks import causal_key_mask
 
 from .conftest import make_inputs
 

@@ -17,7 +17,7 @@ import soundfile as sf
 from espnet_fastadasp.bin import validate_data_dir
 from espnet_fastadasp.decoding.data import DataError
 from espnet_fastadasp.decoding.data_checks import check_data_dir
-from espnet_fastadasp.hf.tiny import synthetic_audio
+from espnet_fastadasp.models.tiny import synthetic_audio
 from espnet_fastadasp.recipes import corpora
 from espnet_fastadasp.recipes.kaldi_dir import speaker_prefixed, write_data_dir
 

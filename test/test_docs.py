@@ -146,7 +146,7 @@ def _module_file(dotted: str) -> Path | None:
 
 
 def test_inline_module_paths_exist():
-    """Module paths quoted in the pages (`espnet_fastadasp.hf.static_decoding`, or a name in one)
+    """Module paths quoted in the pages (`espnet_fastadasp.generation.static_decoding`, or a name in one)
     exist; read from the files, so modules needing ESPnet are checked in the core venv too."""
     for page in PAGES:
         for dotted in set(re.findall(r"`(espnet_fastadasp(?:\.\w+)+)`", page.read_text())):

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import espnet_fastadasp as fa
-from espnet_fastadasp.hf import compat as hf_compat
-from espnet_fastadasp.hf.compat import (
+from espnet_fastadasp.models import compat as hf_compat
+from espnet_fastadasp.models.compat import (
     CACHE_KWARG,
     TESTED_RANGE,
     cache_from_kwargs,
@@ -113,11 +113,11 @@ def test_the_installed_release_is_tested():
 
 
 def test_apply_warns_outside_the_tested_range(model, caplog, monkeypatch):
-    with caplog.at_level(logging.WARNING, logger="espnet_fastadasp.hf.compat"):
+    with caplog.at_level(logging.WARNING, logger="espnet_fastadasp.models.compat"):
         fa.apply(model, fa.ReductionConfig(method="none")).remove()
     assert not caplog.records
     monkeypatch.setattr(hf_compat, "VERSION", hf_compat.Version("5.99.0"))
-    with caplog.at_level(logging.WARNING, logger="espnet_fastadasp.hf.compat"):
+    with caplog.at_level(logging.WARNING, logger="espnet_fastadasp.models.compat"):
         fa.apply(model, fa.ReductionConfig(method="none")).remove()
     assert any("5.99.0" in r.getMessage() and "outside" in r.getMessage() for r in caplog.records)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import espnet_fastadasp as fa
-from espnet_fastadasp.hf.fixes import BeamClipOrderFix
+from espnet_fastadasp.generation.fixes import BeamClipOrderFix
 
 from .conftest import make_inputs
 

@@ -15,8 +15,8 @@ from espnet_fastadasp.decoding.data import AudioError, AudioReader, DataError
 from espnet_fastadasp.decoding.encoder_memo import AudioEncoderMemo
 from espnet_fastadasp.decoding.outputs import SettingsMismatch
 from espnet_fastadasp.decoding.speech2text import load_model
-from espnet_fastadasp.hf.parts import UnsupportedModelError
-from espnet_fastadasp.hf.tiny import synthetic_audio
+from espnet_fastadasp.models.parts import UnsupportedModelError
+from espnet_fastadasp.models.tiny import synthetic_audio
 
 PROMPT = "<|im_start|>{audio}ASR:<|im_end|>"
 
@@ -217,7 +217,7 @@ def test_kaldi_ark_audio(tmp_path):
 def test_text_only_model_is_rejected(tmp_path):
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from espnet_fastadasp.hf.tiny import char_tokenizer
+    from espnet_fastadasp.models.tiny import char_tokenizer
 
     lm = Qwen2ForCausalLM(
         Qwen2Config(

@@ -16,7 +16,7 @@ from espnet_fastadasp.bin import inference as inf
 from espnet_fastadasp.core.config import ConfigError, ReductionConfig
 from espnet_fastadasp.decoding.data import AudioError, AudioReader, DataError, read_key_value, read_segments
 from espnet_fastadasp.decoding.outputs import SettingsMismatch, merge_outputs
-from espnet_fastadasp.hf.tiny import synthetic_audio
+from espnet_fastadasp.models.tiny import synthetic_audio
 
 
 def test_tabs_separate_fields_as_in_kaldi(tmp_path):

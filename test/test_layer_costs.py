@@ -1,4 +1,4 @@
-"""Per-layer FLOPs counted from the modules (hf/layer_costs.py): what each layer really computes."""
+"""Per-layer FLOPs counted from the modules (reduction/layer_costs.py): what each layer really computes."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from espnet_fastadasp.core.flops import DecoderDims, LayerCost, full_prefill_flops
-from espnet_fastadasp.hf.layer_costs import decoder_dims
-from espnet_fastadasp.hf.parts import sliding_window_of
-from espnet_fastadasp.hf.tiny import build_tiny_qwen2_audio
+from espnet_fastadasp.models.parts import sliding_window_of
+from espnet_fastadasp.models.tiny import build_tiny_qwen2_audio
+from espnet_fastadasp.reduction.layer_costs import decoder_dims
 
 
 def windows(layers):
@@ -71,7 +71,7 @@ def test_decode_step_of_a_sliding_layer_reads_at_most_its_window():
 @pytest.mark.parametrize("heads_field", ["num_heads"])
 def test_heads_come_from_the_attention_module_when_it_keeps_them(heads_field):
     """A heterogeneous config (Dots 3) refuses a global head count; the module's own is used."""
-    from espnet_fastadasp.hf.layer_costs import attention_heads
+    from espnet_fastadasp.reduction.layer_costs import attention_heads
 
     class Attn(torch.nn.Module):
         pass

@@ -150,7 +150,7 @@ def test_top_k_never_picks_invalid_scores():
 
 
 def test_masks_match_a_dense_reference_for_prefill_and_decoding():
-    from espnet_fastadasp.hf.masks import attention_mask_for, causal_key_mask
+    from espnet_fastadasp.reduction.masks import attention_mask_for, causal_key_mask
 
     valid = torch.tensor([[False, True, True, True, True], [True, True, False, True, True]])
     for q_len in (1, 2, 5):

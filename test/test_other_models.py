@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import espnet_fastadasp as fa
-from espnet_fastadasp.hf.compat import cache_of_output
+from espnet_fastadasp.models.compat import cache_of_output
 
 AUDIO_ID, TOKENS_PER_CLIP = 99, 50
 
@@ -95,7 +95,7 @@ def test_shared_prompt_beam_search(voxtral, method):
     Voxtral's clips are contiguous runs of placeholders, so plain beam search's clip scrambling
     (see hf_fixes) cannot be undone there: multi-clip rows are compared with the cache copied per
     beam after the same single prefill instead, which never expands the features."""
-    from espnet_fastadasp.hf.shared_prompt import generate_with_shared_prompt
+    from espnet_fastadasp.generation.shared_prompt import generate_with_shared_prompt
 
     gen = dict(GEN, num_beams=3, return_dict_in_generate=True, output_scores=True)
     cfg = fa.ReductionConfig(method=method, flops_reduction=0.3 if method != "none" else None)
@@ -112,9 +112,9 @@ def test_shared_prompt_beam_search(voxtral, method):
 
 @pytest.mark.parametrize("method", ["none", "fastadasp"])
 def test_static_decoding(voxtral, method):
-    """The fixed-shape static decoding path (hf/static_decoding.py) on a Llama decoder: plain
+    """The fixed-shape static decoding path (generation/static_decoding.py) on a Llama decoder: plain
     generate's hypotheses, greedy and beam 3 (one clip per row: plain beam search is right there)."""
-    from espnet_fastadasp.hf.static_decoding import generate_static
+    from espnet_fastadasp.generation.static_decoding import generate_static
 
     cfg = fa.ReductionConfig(method=method, flops_reduction=0.3 if method != "none" else None)
     batch = inputs([1, 1], seed=5)

@@ -7,8 +7,8 @@ import torch
 
 import espnet_fastadasp as fa
 from espnet_fastadasp.core.config import METHODS
-from espnet_fastadasp.hf.attention import AttentionSwap
-from espnet_fastadasp.hf.compat import cache_of_output
+from espnet_fastadasp.models.compat import cache_of_output
+from espnet_fastadasp.reduction.attention import AttentionSwap
 
 from .conftest import GEN, load, make_inputs, new_tokens
 
@@ -290,7 +290,7 @@ def test_bfloat16_runs_every_method(checkpoint, processor, attn):
 
 
 def test_a_text_only_row_in_the_batch_is_left_alone(model, processor):
-    from espnet_fastadasp.hf.tiny import synthetic_audio
+    from espnet_fastadasp.models.tiny import synthetic_audio
 
     texts = ["<|im_start|><|audio_bos|><|AUDIO|><|audio_eos|>ASR:<|im_end|>", "<|im_start|>hello there<|im_end|>"]
     inputs = processor(

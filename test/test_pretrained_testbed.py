@@ -185,7 +185,7 @@ def test_unknown_source():
 
 
 def _data_dir(root: Path, n: int) -> Path:
-    from espnet_fastadasp.hf.tiny import synthetic_audio
+    from espnet_fastadasp.models.tiny import synthetic_audio
 
     d = root / "asr_train"
     (root / "wav").mkdir(parents=True)

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from espnet_fastadasp.hf.tiny import synthetic_audio
+from espnet_fastadasp.models.tiny import synthetic_audio
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "egs2" / "TEMPLATE" / "speechlm1"

@@ -1,4 +1,4 @@
-"""Beam search with one prompt cache shared by the beams (espnet_fastadasp.hf.shared_prompt)."""
+"""Beam search with one prompt cache shared by the beams (espnet_fastadasp.generation.shared_prompt)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import torch
 
 import espnet_fastadasp as fa
 from espnet_fastadasp.core.config import METHODS
-from espnet_fastadasp.hf.attention import AttentionSwap
-from espnet_fastadasp.hf.compat import DynamicLayer, attn_implementation, cache_of_output
-from espnet_fastadasp.hf.fixes import BeamClipOrderFix
-from espnet_fastadasp.hf.shared_prompt import (
+from espnet_fastadasp.generation.fixes import BeamClipOrderFix
+from espnet_fastadasp.generation.shared_prompt import (
     SHARED_PROMPT_IMPLEMENTATION,
     SharedPromptLayer,
     generate_with_shared_prompt,
     shared_prompt_attention,
 )
+from espnet_fastadasp.models.compat import DynamicLayer, attn_implementation, cache_of_output
+from espnet_fastadasp.reduction.attention import AttentionSwap
 
 from .conftest import load, make_inputs, new_tokens
 

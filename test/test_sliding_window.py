@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import espnet_fastadasp as fa
-from espnet_fastadasp.hf.masks import KeyWindow, allowed_keys
-from espnet_fastadasp.hf.prefill import PrefillLayout
-from espnet_fastadasp.hf.tiny import build_tiny_qwen2_audio
+from espnet_fastadasp.models.tiny import build_tiny_qwen2_audio
+from espnet_fastadasp.reduction.masks import KeyWindow, allowed_keys
+from espnet_fastadasp.reduction.prefill import PrefillLayout
 
 from .conftest import make_inputs, new_tokens
 from .split_checks import first_step_logits, identity_split_logits
@@ -34,7 +34,7 @@ def sliding():
 
 
 def test_the_model_has_sliding_layers(sliding):
-    from espnet_fastadasp.hf.parts import speech_lm_parts
+    from espnet_fastadasp.models.parts import speech_lm_parts
 
     model, _ = sliding
     windows = speech_lm_parts(model).windows
@@ -125,8 +125,8 @@ def test_the_window_changes_what_a_reduced_layer_sees(sliding, monkeypatch):
 
 
 def test_decoding_paths_with_their_own_masks_refuse_sliding_layers(sliding):
-    from espnet_fastadasp.hf.shared_prompt import generate_with_shared_prompt
-    from espnet_fastadasp.hf.static_decoding import generate_static
+    from espnet_fastadasp.generation.shared_prompt import generate_with_shared_prompt
+    from espnet_fastadasp.generation.static_decoding import generate_static
 
     model, processor = sliding
     inputs = make_inputs(processor, [1.0])

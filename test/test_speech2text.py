@@ -6,8 +6,8 @@ import torch
 
 import espnet_fastadasp as fa
 from espnet_fastadasp.decoding.speech2text import Speech2Text
-from espnet_fastadasp.hf.parts import audio_runs, audio_token_id_of
-from espnet_fastadasp.hf.tiny import synthetic_audio
+from espnet_fastadasp.models.parts import audio_runs, audio_token_id_of
+from espnet_fastadasp.models.tiny import synthetic_audio
 
 PROMPT = "<|im_start|>{audio}ASR:<|im_end|>"
 
@@ -50,7 +50,7 @@ def test_long_audio_becomes_one_placeholder_per_window(checkpoint):
 
 
 def test_static_decoding_gives_the_same_hypotheses(checkpoint):
-    """static_decoding=True (fixed-shape steps, hf/static_decoding.py): the hypotheses of plain
+    """static_decoding=True (fixed-shape steps, generation/static_decoding.py): the hypotheses of plain
     generate, with and without a reduction, beam 3; the stats have one row per utterance."""
     plain = Speech2Text(str(checkpoint), max_new_tokens=5, beam_size=3)
     static = Speech2Text(

@@ -1,4 +1,4 @@
-"""Fixed-shape decoding over per-layer static caches (hf/static_cache.py, static_search.py, static_decoding.py)."""
+"""Fixed-shape decoding over per-layer static caches (generation/static_cache.py, static_search.py, static_decoding.py)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import torch
 
 import espnet_fastadasp as fa
 from espnet_fastadasp.core.config import METHODS
-from espnet_fastadasp.hf import static_decoding
-from espnet_fastadasp.hf.attention import AttentionSwap
-from espnet_fastadasp.hf.compat import attn_implementation, cache_of_output
-from espnet_fastadasp.hf.fixes import BeamClipOrderFix
-from espnet_fastadasp.hf.static_cache import (
+from espnet_fastadasp.generation import static_decoding
+from espnet_fastadasp.generation.fixes import BeamClipOrderFix
+from espnet_fastadasp.generation.static_cache import (
     STATIC_STEP_IMPLEMENTATION,
     StaticStepLayer,
     StepState,
     static_step_attention,
 )
-from espnet_fastadasp.hf.static_decoding import generate_static
-from espnet_fastadasp.hf.static_search import search_settings
+from espnet_fastadasp.generation.static_decoding import generate_static
+from espnet_fastadasp.generation.static_search import search_settings
+from espnet_fastadasp.models.compat import attn_implementation, cache_of_output
+from espnet_fastadasp.reduction.attention import AttentionSwap
 
 from .conftest import load, make_inputs
 
@@ -132,7 +132,7 @@ def test_repetition_penalty_as_generate(model, processor, search, method):
 def test_repetition_penalty_counts_left_padding_as_the_installed_release(model, processor, monkeypatch):
     """transformers 5.23 stopped counting a row's left padding as seen; with pad positions holding a
     token the model likes, the rule decides the tokens, and ours follows the installed release."""
-    from espnet_fastadasp.hf import static_search
+    from espnet_fastadasp.generation import static_search
 
     inputs = dict(make_inputs(processor, BATCH_SECONDS))
     liked = _frequent_token(model, inputs)
@@ -193,7 +193,7 @@ def test_steps_build_no_masks_and_keep_their_buffers(model, processor, monkeypat
     does both every step); a step writes in place: same buffers, same shapes."""
     from transformers.models.qwen2 import modeling_qwen2
 
-    from espnet_fastadasp.hf.cache_layers import OwnMaskLayer
+    from espnet_fastadasp.reduction.cache_layers import OwnMaskLayer
 
     inputs = make_inputs(processor, BATCH_SECONDS)
     calls = {"masks": 0, "in_steps": 0}
@@ -337,9 +337,9 @@ def test_unsupported_settings_are_refused(model, processor):
 
 
 def test_cache_from_a_prefill_refuses_other_caches():
-    from espnet_fastadasp.hf.compat import DynamicCache
-    from espnet_fastadasp.hf.parts import UnsupportedModelError
-    from espnet_fastadasp.hf.static_cache import static_cache_from_prefill
+    from espnet_fastadasp.generation.static_cache import static_cache_from_prefill
+    from espnet_fastadasp.models.compat import DynamicCache
+    from espnet_fastadasp.models.parts import UnsupportedModelError
 
     with pytest.raises(UnsupportedModelError, match="DynamicCache"):
         static_cache_from_prefill(object(), None, beams=1, steps=2)

@@ -25,7 +25,7 @@ import yaml
 
 from espnet_fastadasp.bin import make_synth_long_data
 from espnet_fastadasp.bin.validate_data_dir import validate
-from espnet_fastadasp.hf.tiny import synthetic_audio
+from espnet_fastadasp.models.tiny import synthetic_audio
 from espnet_fastadasp.recipes import synth, synth_long
 from espnet_fastadasp.recipes.train import (
     AudioCTC,

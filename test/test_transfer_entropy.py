@@ -80,7 +80,7 @@ def test_select_layer_tool_end_to_end(checkpoint, tmp_path):
     import yaml
 
     from espnet_fastadasp.bin import select_layer
-    from espnet_fastadasp.hf.tiny import synthetic_audio
+    from espnet_fastadasp.models.tiny import synthetic_audio
     from espnet_fastadasp.recipes import corpora
 
     utts = []
@@ -151,7 +151,7 @@ def test_validation_leaves_out_layers_a_validation_clip_cannot_reach(checkpoint,
     import soundfile as sf
 
     from espnet_fastadasp.bin import select_layer
-    from espnet_fastadasp.hf.tiny import synthetic_audio
+    from espnet_fastadasp.models.tiny import synthetic_audio
     from espnet_fastadasp.recipes import corpora
 
     def data_dir(name: str, seconds: list[float]) -> str:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from espnet_fastadasp.hf import triton_received
-from espnet_fastadasp.hf.attention import attention_received
+from espnet_fastadasp.reduction import triton_received
+from espnet_fastadasp.reduction.attention import attention_received
 
 from .test_attention import column_sums, random_case, reference
 
@@ -94,7 +94,7 @@ def test_the_flash_route_of_a_reducing_layer(interpreted, monkeypatch, checkpoin
     """The CUDA route (flash attention's output and log-sum-exp, then the column pass), with the CPU
     flash kernel standing in for the CUDA one: in the model, the output and the sums equal the
     model's own attention and eager attention's weights, summed."""
-    from espnet_fastadasp.hf.attention import (
+    from espnet_fastadasp.reduction.attention import (
         RECORDING_IMPLEMENTATION,
         AttentionSwap,
         ReducingAttention,

@@ -65,7 +65,7 @@ def main() -> int:
     except Exception:  # noqa: BLE001
         pass
     try:
-        from espnet_fastadasp.hf.compat import TESTED_RANGE, check_version
+        from espnet_fastadasp.models.compat import TESTED_RANGE, check_version
 
         warning = check_version()
         print(warning or f"transformers is within the tested range ({TESTED_RANGE[0]} to {TESTED_RANGE[1]}.x)")

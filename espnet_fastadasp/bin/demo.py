@@ -7,7 +7,7 @@ It saves the tiny model and processor with ``save_pretrained``, loads them back 
 padded batch of synthetic clips with every reduction method and prints, per method, the audio
 tokens left after the last layer, the achieved prefill FLOPs reduction, the KV-cache reduction,
 whether the output equals the unreduced one, and whether the shared-prompt beam search
-(:mod:`espnet_fastadasp.hf.shared_prompt`: one prefill per prompt, one prompt cache for its beams)
+(:mod:`espnet_fastadasp.generation.shared_prompt`: one prefill per prompt, one prompt cache for its beams)
 finds the same hypotheses as plain ``generate`` under that reduction. The weights are random, so
 the text is noise: accuracy is measured by the mini benchmark recipe, not here.
 """
@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 import espnet_fastadasp as fa
-from espnet_fastadasp.hf.shared_prompt import generate_with_shared_prompt
-from espnet_fastadasp.hf.tiny import save_tiny_qwen2_audio, synthetic_audio
+from espnet_fastadasp.generation.shared_prompt import generate_with_shared_prompt
+from espnet_fastadasp.models.tiny import save_tiny_qwen2_audio, synthetic_audio
 
 logger = logging.getLogger("espnet_fastadasp.demo")
 

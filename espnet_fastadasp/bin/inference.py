@@ -46,7 +46,7 @@ from espnet_fastadasp.decoding.data import DataError, Inputs, batched, check_ent
 from espnet_fastadasp.decoding.encoder_memo import AudioEncoderMemo
 from espnet_fastadasp.decoding.outputs import SKIPPED, OutputDirLock, ResumableWriter, record_settings
 from espnet_fastadasp.decoding.speech2text import DTYPES, EncodedBatch, Speech2Text
-from espnet_fastadasp.hf.static_decoding import STEP_MODES
+from espnet_fastadasp.generation.static_decoding import STEP_MODES
 
 logger = logging.getLogger("espnet_fastadasp.inference")
 
@@ -352,13 +352,13 @@ def get_parser() -> argparse.ArgumentParser:
         type=str2bool,
         default=False,
         help="beam search: prefill each prompt once and share its KV cache across the beams "
-        "(espnet_fastadasp.hf.shared_prompt); same hypotheses up to float rounding, far less work on long audio",
+        "(espnet_fastadasp.generation.shared_prompt); same hypotheses up to float rounding, far less work on long audio",
     )
     parser.add_argument(
         "--static_decoding",
         type=str2bool,
         default=False,
-        help="fixed-shape decoding (espnet_fastadasp.hf.static_decoding): each prompt prefilled once, its "
+        help="fixed-shape decoding (espnet_fastadasp.generation.static_decoding): each prompt prefilled once, its "
         "(reduced) per-layer caches shared by the beams, steps over static buffers; the same tokens as "
         "generate in float32",
     )

@@ -14,7 +14,7 @@ and Hkv key/value heads of size D, FFN size F (gated MLP: gate, up, down):
 That is the uniform shape of a config (:meth:`DecoderDims.from_config`). A model whose layers
 differ (Gemma's per-layer head and FFN sizes, sliding windows, mixtures of experts, per-layer
 input gates) gets one :class:`LayerCost` per layer, counted from the modules themselves by
-:func:`espnet_fastadasp.hf.layer_costs.decoder_dims`: 2 FLOPs per weight a token multiplies
+:func:`espnet_fastadasp.reduction.layer_costs.decoder_dims`: 2 FLOPs per weight a token multiplies
 (the attention's projection matrices; every other matrix of the layer, experts at the share a
 token is routed to, ``top_k / num_experts``), ``4 Hq D`` per query-key pair, and a sliding
 layer's pairs capped at its window (an upper bound once tokens are merged: a window then holds

@@ -43,7 +43,7 @@ def load_model(model_name_or_path: str, dtype: str, device: str, attn_implementa
     """Model and processor through the normal ``from_pretrained`` path (hub id or local dir)."""
     from transformers import AutoConfig, AutoProcessor
 
-    from espnet_fastadasp.hf.parts import UnsupportedModelError, audio_token_id_of
+    from espnet_fastadasp.models.parts import UnsupportedModelError, audio_token_id_of
 
     path = Path(model_name_or_path).expanduser()
     if not path.exists() and (model_name_or_path.startswith(("/", ".", "~")) or path.parent.is_dir()):
@@ -128,7 +128,7 @@ class Speech2Text:
         model: Any = None,
         processor: Any = None,
     ) -> None:
-        from espnet_fastadasp.hf.fixes import BeamClipOrderFix
+        from espnet_fastadasp.generation.fixes import BeamClipOrderFix
 
         if beam_size < 1 or max_new_tokens < 1:
             raise ValueError("beam_size and max_new_tokens must be >= 1")
@@ -138,10 +138,10 @@ class Speech2Text:
             model, processor = load_model(model_name_or_path, dtype, device, attn_implementation)
         self.model, self.processor = model, processor
         self.share_prompt = share_prompt
-        #: decode with fixed-shape steps over per-layer static caches (espnet_fastadasp.hf.static_decoding;
+        #: decode with fixed-shape steps over per-layer static caches (espnet_fastadasp.generation.static_decoding;
         #: one CUDA graph per step on a GPU); the prompt is prefilled once per utterance, as with share_prompt
         self.static_decoding = static_decoding
-        #: how each static step runs (espnet_fastadasp.hf.static_decoding.STEP_MODES)
+        #: how each static step runs (espnet_fastadasp.generation.static_decoding.STEP_MODES)
         self.static_step_mode = static_step_mode
         self.generate_kwargs = dict(num_beams=beam_size, max_new_tokens=max_new_tokens, do_sample=False)
         self.sampling_rate = processor.feature_extractor.sampling_rate
@@ -173,7 +173,7 @@ class Speech2Text:
     @property
     def max_positions(self) -> int | None:
         """The longest sequence (prompt + new tokens) the decoder has positions for."""
-        from espnet_fastadasp.hf.parts import speech_lm_parts
+        from espnet_fastadasp.models.parts import speech_lm_parts
 
         return getattr(speech_lm_parts(self.model).text_config, "max_position_embeddings", None)
 
@@ -211,7 +211,7 @@ class Speech2Text:
             per_key = 1 if self.prompt_once else self.generate_kwargs["num_beams"]
             handle.row_names = [f"utterance {key!r}" for key in batch.keys for _ in range(per_key)]
             if self.static_decoding:
-                from espnet_fastadasp.hf.static_decoding import generate_static
+                from espnet_fastadasp.generation.static_decoding import generate_static
 
                 generated = generate_static(self.model, enc, step_mode=self.static_step_mode, **self.generate_kwargs)
             elif self.share_prompt:  # one prefill per prompt, one prompt cache for all its beams

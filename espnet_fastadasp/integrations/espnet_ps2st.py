@@ -45,9 +45,9 @@ import torch
 from torch import nn
 
 from espnet_fastadasp.core.config import ReductionConfig
-from espnet_fastadasp.hf.compat import CACHE_KWARG, DynamicCache, cache_from_kwargs, without_cache_kwargs
-from espnet_fastadasp.hf.patch import ReductionHandle
-from espnet_fastadasp.hf.patch import apply as apply_to_hf_model
+from espnet_fastadasp.models.compat import CACHE_KWARG, DynamicCache, cache_from_kwargs, without_cache_kwargs
+from espnet_fastadasp.reduction.patch import ReductionHandle
+from espnet_fastadasp.reduction.patch import apply as apply_to_hf_model
 
 logger = logging.getLogger(__name__)
 

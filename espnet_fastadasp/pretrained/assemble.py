@@ -36,7 +36,12 @@ from typing import Any
 import torch
 
 from espnet_fastadasp.pretrained import sources
-from espnet_fastadasp.pretrained.ctranslate2 import read_ct2_model, whisper_decoder_state_dict, whisper_dims, whisper_encoder_state_dict
+from espnet_fastadasp.pretrained.ctranslate2 import (
+    read_ct2_model,
+    whisper_decoder_state_dict,
+    whisper_dims,
+    whisper_encoder_state_dict,
+)
 
 logger = logging.getLogger(__name__)
 

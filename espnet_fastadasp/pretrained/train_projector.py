@@ -45,7 +45,7 @@ import yaml
 from tqdm import tqdm
 
 from espnet_fastadasp.decoding.data import AudioReader, read_key_value, split_windows
-from espnet_fastadasp.hf.parts import audio_tokens_for
+from espnet_fastadasp.models.parts import audio_tokens_for
 from espnet_fastadasp.pretrained.assemble import AUDIO_TOKENS, SYSTEM_PROMPT
 from espnet_fastadasp.recipes.train import pad_rows
 
@@ -118,7 +118,7 @@ def encode_windows(model: Any, processor: Any, waves: list[np.ndarray]) -> list[
     mask = create_bidirectional_mask(config=tower.config, inputs_embeds=torch.zeros(len(waves), max_len, 1), attention_mask=mask_2d)
     hidden = tower(x, attention_mask=mask).last_hidden_state
     if not torch.equal(out_lengths, audio_tokens_for(frames)):
-        raise RuntimeError("audio token counts disagree with espnet_fastadasp.hf.parts.audio_tokens_for")
+        raise RuntimeError("audio token counts disagree with espnet_fastadasp.models.parts.audio_tokens_for")
     return [hidden[i, : int(n)].to(torch.float16) for i, n in enumerate(out_lengths)]
 
 

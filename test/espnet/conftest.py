@@ -11,7 +11,7 @@ import importlib.util
 
 import pytest
 
-from espnet_fastadasp.hf.tiny import build_tiny_qwen2_audio, synthetic_audio
+from espnet_fastadasp.models.tiny import build_tiny_qwen2_audio, synthetic_audio
 
 HAVE_ESPNET = importlib.util.find_spec("espnet2") is not None
 NOT_COLLECTED = (

@@ -15,9 +15,9 @@ import yaml
 
 from espnet_fastadasp import ConfigError, ReductionConfig
 from espnet_fastadasp.bin import espnet_ps2st_inference
-from espnet_fastadasp.hf.compat import cache_from_kwargs, cache_kwargs, cache_of_output
-from espnet_fastadasp.hf.tiny import synthetic_audio
 from espnet_fastadasp.integrations.espnet_ps2st import ESPnetQwen2AudioModel, apply_reduction
+from espnet_fastadasp.models.compat import cache_from_kwargs, cache_kwargs, cache_of_output
+from espnet_fastadasp.models.tiny import synthetic_audio
 
 from .conftest import espnet_batch
 

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from espnet_fastadasp.hf.parts import UnsupportedModelError
+from espnet_fastadasp.models.parts import UnsupportedModelError
 
 #: child modules that never compute anything at inference (eval mode)
 INERT_CHILDREN = (nn.Dropout, nn.Identity)

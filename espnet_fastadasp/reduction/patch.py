@@ -5,19 +5,19 @@ What is installed, and nothing else (``handle.remove()`` undoes all of it):
 * a forward pre-hook on the top model: remembers ``input_ids`` and the 2-D ``attention_mask``
   (where the audio placeholders are, which rows are padded);
 * hooks on the text decoder: a prefill (more than one new token, empty cache) starts a
-  :class:`~espnet_fastadasp.hf.prefill.PrefillLayout`; its end leaves the stats in
-  ``handle.stats`` and :class:`~espnet_fastadasp.hf.cache_layers.ReducedLayer` caches behind;
+  :class:`~espnet_fastadasp.reduction.prefill.PrefillLayout`; its end leaves the stats in
+  ``handle.stats`` and :class:`~espnet_fastadasp.reduction.cache_layers.ReducedLayer` caches behind;
 * a pre-hook on every decoder layer: hands it the layout's mask and positions during a
   prefill, and its cache layer's own mask while decoding;
 * at reducing layers, the layer ``forward`` of :mod:`.layer_forward` and, through
-  :class:`~espnet_fastadasp.hf.attention.AttentionSwap`, our attention function, which also
-  sums the attention each token received (:class:`~espnet_fastadasp.hf.attention.ReducingAttention`).
+  :class:`~espnet_fastadasp.reduction.attention.AttentionSwap`, our attention function, which also
+  sums the attention each token received (:class:`~espnet_fastadasp.reduction.attention.ReducingAttention`).
 
 A prefill never waits for the device between its layers: every length is planned before layer 0
-(see :class:`~espnet_fastadasp.hf.prefill.PrefillLayout`).
+(see :class:`~espnet_fastadasp.reduction.prefill.PrefillLayout`).
 
 While a reducing decoder runs, cuDNN attention is off (see
-:func:`~espnet_fastadasp.hf.attention.cudnn_attention_disabled`).
+:func:`~espnet_fastadasp.reduction.attention.cudnn_attention_disabled`).
 """
 
 from __future__ import annotations
@@ -33,8 +33,16 @@ from torch import nn
 from espnet_fastadasp.core.config import ConfigError, ReductionConfig
 from espnet_fastadasp.core.methods import get_method
 from espnet_fastadasp.core.stats import PrefillStats
-from espnet_fastadasp.hf.anatomy import check_reducible
-from espnet_fastadasp.hf.attention import (
+from espnet_fastadasp.models.compat import (
+    CACHE_POSITION_KWARG,
+    DynamicCache,
+    cache_from_kwargs,
+    cache_of_output,
+    warn_if_untested,
+)
+from espnet_fastadasp.models.parts import SpeechLMParts, UnsupportedModelError, speech_lm_parts
+from espnet_fastadasp.reduction.anatomy import check_reducible
+from espnet_fastadasp.reduction.attention import (
     RECORDING_IMPLEMENTATION,
     SUPPORTED_IMPLEMENTATIONS,
     AttentionSwap,
@@ -42,19 +50,11 @@ from espnet_fastadasp.hf.attention import (
     base_attention_function,
     cudnn_attention_disabled,
 )
-from espnet_fastadasp.hf.cache_layers import OwnMaskLayer, install_reduced_layers
-from espnet_fastadasp.hf.compat import (
-    CACHE_POSITION_KWARG,
-    DynamicCache,
-    cache_from_kwargs,
-    cache_of_output,
-    warn_if_untested,
-)
-from espnet_fastadasp.hf.layer_costs import decoder_dims
-from espnet_fastadasp.hf.layer_forward import ReducingLayer, named_inputs, positional_names
-from espnet_fastadasp.hf.parts import SpeechLMParts, UnsupportedModelError, speech_lm_parts
-from espnet_fastadasp.hf.prefill import PrefillLayout, prefill_stats, reducing_layers, start_layout
-from espnet_fastadasp.hf.step_timer import StepTimer
+from espnet_fastadasp.reduction.cache_layers import OwnMaskLayer, install_reduced_layers
+from espnet_fastadasp.reduction.layer_costs import decoder_dims
+from espnet_fastadasp.reduction.layer_forward import ReducingLayer, named_inputs, positional_names
+from espnet_fastadasp.reduction.prefill import PrefillLayout, prefill_stats, reducing_layers, start_layout
+from espnet_fastadasp.reduction.step_timer import StepTimer
 
 logger = logging.getLogger(__name__)
 

@@ -32,11 +32,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from espnet_fastadasp.hf.attention import AttentionSwap
-from espnet_fastadasp.hf.cache_layers import ReducedLayer
-from espnet_fastadasp.hf.compat import AttentionInterface, Cache, CacheLayerMixin, DynamicCache, DynamicLayer
-from espnet_fastadasp.hf.parts import UnsupportedModelError, speech_lm_parts
-from espnet_fastadasp.hf.shared_prompt import joined_softmax_output
+from espnet_fastadasp.generation.shared_prompt import joined_softmax_output
+from espnet_fastadasp.models.compat import AttentionInterface, Cache, CacheLayerMixin, DynamicCache, DynamicLayer
+from espnet_fastadasp.models.parts import UnsupportedModelError, speech_lm_parts
+from espnet_fastadasp.reduction.attention import AttentionSwap
+from espnet_fastadasp.reduction.cache_layers import ReducedLayer
 
 logger = logging.getLogger(__name__)
 

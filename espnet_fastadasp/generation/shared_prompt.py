@@ -40,9 +40,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from espnet_fastadasp.hf.attention import AttentionSwap
-from espnet_fastadasp.hf.cache_layers import OwnMaskLayer, ReducedLayer
-from espnet_fastadasp.hf.compat import (
+from espnet_fastadasp.generation.logits import prefill_last_logits
+from espnet_fastadasp.models.compat import (
     AttentionInterface,
     DynamicCache,
     DynamicLayer,
@@ -50,9 +49,10 @@ from espnet_fastadasp.hf.compat import (
     cache_of_output,
     caller_passed_cache,
 )
-from espnet_fastadasp.hf.logits import prefill_last_logits
-from espnet_fastadasp.hf.masks import causal_key_mask
-from espnet_fastadasp.hf.parts import UnsupportedModelError, require_full_attention, speech_lm_parts
+from espnet_fastadasp.models.parts import UnsupportedModelError, require_full_attention, speech_lm_parts
+from espnet_fastadasp.reduction.attention import AttentionSwap
+from espnet_fastadasp.reduction.cache_layers import OwnMaskLayer, ReducedLayer
+from espnet_fastadasp.reduction.masks import causal_key_mask
 
 SHARED_PROMPT_IMPLEMENTATION = "fastadasp_shared_prompt"
 
@@ -275,7 +275,7 @@ def generate_with_shared_prompt(
 
     Inputs must be left-padded (the last column real tokens) and end with text, as chat prompts
     do; the audio features are encoded once per prompt, so multi-clip prompts need no
-    :class:`~espnet_fastadasp.hf.fixes.BeamClipOrderFix`.
+    :class:`~espnet_fastadasp.generation.fixes.BeamClipOrderFix`.
     """
     config = generate_kwargs.get("generation_config") or model.generation_config
     beams = int(generate_kwargs.get("num_beams") or config.num_beams or 1)

@@ -11,7 +11,7 @@ The layer builds its own attention mask for a decoding step (:meth:`ReducedLayer
 the model's mask is sized for layer 0's cache and does not fit. Beam reordering and batch
 expansion move the validity with the rows. A sliding-window layer also keeps each prompt
 entry's original position, so a step sees the span of speech the unreduced layer would
-(:class:`~espnet_fastadasp.hf.masks.KeyWindow`); it keeps its entries instead of dropping those
+(:class:`~espnet_fastadasp.reduction.masks.KeyWindow`); it keeps its entries instead of dropping those
 older than the window (its mask hides them).
 """
 
@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import torch
 
-from espnet_fastadasp.hf.compat import DynamicCache, DynamicLayer
-from espnet_fastadasp.hf.masks import KeyWindow, attention_mask_for, step_key_valid
-from espnet_fastadasp.hf.parts import UnsupportedModelError
+from espnet_fastadasp.models.compat import DynamicCache, DynamicLayer
+from espnet_fastadasp.models.parts import UnsupportedModelError
+from espnet_fastadasp.reduction.masks import KeyWindow, attention_mask_for, step_key_valid
 
 
 class OwnMaskLayer:

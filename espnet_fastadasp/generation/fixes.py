@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from espnet_fastadasp.hf.parts import audio_runs, audio_token_id_of
+from espnet_fastadasp.models.parts import audio_runs, audio_token_id_of
 
 
 def _group_size(input_ids: torch.Tensor) -> int:

@@ -2,7 +2,7 @@
 
 At a reducing layer of a hidden-state method the reduction sits between the layer's two halves
 (after attention + residual, before the MLP), as in the authors' code; which parts each half
-runs is the layer's :mod:`~espnet_fastadasp.hf.anatomy`. A KV method runs the layer unchanged and
+runs is the layer's :mod:`~espnet_fastadasp.reduction.anatomy`. A KV method runs the layer unchanged and
 then shrinks the cache entries the layer's attention just wrote. Outside a prefill, or at a
 layer where no row removes anything, the original forward runs.
 
@@ -15,19 +15,28 @@ from __future__ import annotations
 import inspect
 import types
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from espnet_fastadasp.hf.anatomy import Anatomy
-from espnet_fastadasp.hf.attention import ReducingAttention
-from espnet_fastadasp.hf.compat import cache_from_kwargs
-from espnet_fastadasp.hf.parts import UnsupportedModelError
-from espnet_fastadasp.hf.prefill import PER_TOKEN_INPUTS, evict_kv, reduce_hidden
+from espnet_fastadasp.core.methods import ReductionMethod
+from espnet_fastadasp.models.compat import cache_from_kwargs
+from espnet_fastadasp.models.parts import UnsupportedModelError
+from espnet_fastadasp.reduction.anatomy import Anatomy
+from espnet_fastadasp.reduction.attention import ReducingAttention
+from espnet_fastadasp.reduction.prefill import PER_TOKEN_INPUTS, PrefillLayout, evict_kv, reduce_hidden
+from espnet_fastadasp.reduction.step_timer import StepTimer
 
-if TYPE_CHECKING:
-    from espnet_fastadasp.hf.patch import ReductionHandle
+
+class ReductionState(Protocol):
+    """What a reducing layer reads from the live patch (``patch.ReductionHandle`` provides it;
+    named here so that this module does not import the patch that installs it)."""
+
+    layout: PrefillLayout | None
+    method: ReductionMethod
+    timer: StepTimer
+    windows: tuple[int | None, ...]
 
 
 def positional_names(layer: nn.Module) -> tuple[str, ...]:
@@ -50,7 +59,7 @@ def named_inputs(names: tuple[str, ...], args: tuple, kwargs: dict[str, Any], la
 class ReducingLayer:
     """Installs the reducing ``forward`` on one decoder layer (``install`` returns the undo)."""
 
-    def __init__(self, handle: ReductionHandle, idx: int, attention: ReducingAttention, anatomy: Anatomy) -> None:
+    def __init__(self, handle: ReductionState, idx: int, attention: ReducingAttention, anatomy: Anatomy) -> None:
         self.handle, self.idx, self.attention, self.anatomy = handle, idx, attention, anatomy
 
     def install(self, layer: nn.Module) -> Callable[[], None]:

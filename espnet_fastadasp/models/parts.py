@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from espnet_fastadasp.hf.compat import attn_implementation
+from espnet_fastadasp.models.compat import attn_implementation
 
 AUDIO_TOKEN_ATTRS = ("audio_token_id", "audio_token_index")
 

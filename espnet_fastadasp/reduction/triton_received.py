@@ -12,7 +12,7 @@ with O(length) extra memory:
    probabilities, rebuilt tile by tile in registers and reduced at once.
 
 Each pass is one ``Q K^T`` over the causal half of the tiles, so the sums cost about one
-attention pass. The mask is :func:`~espnet_fastadasp.hf.masks.allowed_keys`' rule (causal in
+attention pass. The mask is :func:`~espnet_fastadasp.reduction.masks.allowed_keys`' rule (causal in
 index order, valid keys, a query always sees itself); GQA heads read their shared key head.
 Triton is imported on first use: CPU-only installs never need it. Under Triton's interpreter
 (``TRITON_INTERPRET=1`` set before Triton is imported) the same kernels run on CPU tensors: that
@@ -66,14 +66,14 @@ def attention_received(
     block_n: int = 64,
     lse: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """As :func:`espnet_fastadasp.hf.attention.attention_received`: (B, K) float32 sums, by the kernels.
+    """As :func:`espnet_fastadasp.reduction.attention.attention_received`: (B, K) float32 sums, by the kernels.
 
     ``lse``: each query row's log-sum-exp of its scaled scores (B, Hq, Q) float32, where a fused
     attention kernel already returned it (:func:`flash_attention_with_lse`); then only the column
     pass runs, one ``Q K^T`` instead of two."""
     import triton
 
-    from espnet_fastadasp.hf.triton_kernels import column_sums, row_lse
+    from espnet_fastadasp.reduction.triton_kernels import column_sums, row_lse
 
     B, Hq, Q, D = query.shape
     Hkv, K = key.shape[1], key.shape[2]

@@ -32,8 +32,8 @@ from espnet_fastadasp.core.flops import (
 from espnet_fastadasp.core.methods import ReductionMethod
 from espnet_fastadasp.core.ops import gather_slots, merge_rows, slot_sources
 from espnet_fastadasp.core.stats import PrefillStats, RowStats
-from espnet_fastadasp.hf.masks import KeyWindow, attention_mask_for
-from espnet_fastadasp.hf.parts import UnsupportedModelError, audio_runs
+from espnet_fastadasp.models.parts import UnsupportedModelError, audio_runs
+from espnet_fastadasp.reduction.masks import KeyWindow, attention_mask_for
 
 #: per-token inputs a decoder hands its layers for the whole prompt, which a shortened layout
 #: brings to its slots by replaying the merges (:meth:`PrefillLayout.follow`)
@@ -231,7 +231,7 @@ def start_layout(
 ) -> PrefillLayout | None:
     """The layout of a prefill of ``shape`` (batch, length) from the prompt's ``input_ids`` and
     2-D attention mask: where the audio is, each row's plan. ``handle``: the
-    :class:`~espnet_fastadasp.hf.patch.ReductionHandle` (its parts, config, method, per-layer
+    :class:`~espnet_fastadasp.reduction.patch.ReductionHandle` (its parts, config, method, per-layer
     costs and windows). None for a no-op config whose prompt cannot be read (nothing to reduce,
     so nothing to refuse)."""
     parts, config, method, dims = handle.parts, handle.config, handle.method, handle.dims

@@ -40,16 +40,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from espnet_fastadasp.hf import triton_received
-from espnet_fastadasp.hf.compat import (
+from espnet_fastadasp.models.compat import (
     AttentionInterface,
     eager_attention_function,
     registered_attention_function,
     with_attn_implementation,
 )
-from espnet_fastadasp.hf.masks import KeyWindow, allowed_keys
-from espnet_fastadasp.hf.parts import UnsupportedModelError
-from espnet_fastadasp.hf.step_timer import StepTimer
+from espnet_fastadasp.models.parts import UnsupportedModelError
+from espnet_fastadasp.reduction import triton_received
+from espnet_fastadasp.reduction.masks import KeyWindow, allowed_keys
+from espnet_fastadasp.reduction.step_timer import StepTimer
 
 RECORDING_IMPLEMENTATION = "fastadasp_record"
 SUPPORTED_IMPLEMENTATIONS = ("sdpa", "eager")
@@ -117,7 +117,7 @@ def attention_received(
     the last Q of the K positions and attention is causal in index order. key_valid: (B, K)
     bool (False = padding, never attended); query_valid: (B, Q) bool, padding query rows are
     left out of the sums; window: a sliding-window layer's window over the keys' original
-    positions (:class:`~espnet_fastadasp.hf.masks.KeyWindow`). Returns (B, K) float32.
+    positions (:class:`~espnet_fastadasp.reduction.masks.KeyWindow`). Returns (B, K) float32.
 
     The softmax is computed in float32 per block of at most ``chunk_size`` query rows (fewer
     when a block's scores would pass :data:`BLOCK_BYTES`), as eager attention does, so the result
@@ -152,7 +152,7 @@ def attention_with_received(
     computes its probabilities once, multiplies them into the values and adds them to the sums.
 
     Shapes as :func:`attention_received`, plus value (B, Hkv, K, D). The mask is the one rule of
-    :func:`~espnet_fastadasp.hf.masks.allowed_keys` (causal, valid keys, a query always sees
+    :func:`~espnet_fastadasp.reduction.masks.allowed_keys` (causal, valid keys, a query always sees
     itself). Returns the attention output (B, Q, Hq, D) in the query's dtype, laid out as
     transformers' attention functions return it (a padding query row gets zeros: masked values
     are zeroed, and nothing reads a padding row), and the (B, K) float32 sums.
@@ -245,7 +245,7 @@ def attention_with_received_lse(
 
     Shapes as :func:`attention_with_received` with Q == K; GQA keys are expanded for the kernel.
     ``valid`` (B, T) bool: the valid tokens of a padded batch (None: all valid); then both
-    passes take :func:`~espnet_fastadasp.hf.masks.allowed_keys`' rule as an additive mask
+    passes take :func:`~espnet_fastadasp.reduction.masks.allowed_keys`' rule as an additive mask
     besides their causal one, and padding rows are left out of the sums. Returns the output
     (B, Q, Hq, D) in the query's dtype and (B, K) float32.
     """

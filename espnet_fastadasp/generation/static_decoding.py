@@ -16,7 +16,7 @@ What a call does:
 1. the prefill: one forward of the model over the prompts, one row per prompt even at beam > 1
    (the reduction applied, if any; only the last position reaches the LM head), exactly the
    forward plain ``generate`` starts with, so its last logits choose the first token;
-2. the prefill's cache becomes a :class:`~espnet_fastadasp.hf.static_cache.StaticStepCache`:
+2. the prefill's cache becomes a :class:`~espnet_fastadasp.generation.static_cache.StaticStepCache`:
    every layer keeps its own (reduced) prompt length, shared by the beams of its prompt, plus a
    buffer for the new tokens; the masks are built here, once per prompt;
 3. the steps, each choosing as ``generate`` does (:mod:`.static_search`).
@@ -38,7 +38,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from espnet_fastadasp.hf.compat import (
+from espnet_fastadasp.generation.logits import prefill_last_logits
+from espnet_fastadasp.generation.shared_prompt import prefill_positions
+from espnet_fastadasp.generation.static_cache import (
+    StaticStepCache,
+    attending_to_static_cache,
+    static_cache_from_prefill,
+)
+from espnet_fastadasp.generation.static_search import Search, make_search, search_settings
+from espnet_fastadasp.models.compat import (
     GenerateBeamDecoderOnlyOutput,
     GenerateDecoderOnlyOutput,
     cache_kwargs,
@@ -46,11 +54,7 @@ from espnet_fastadasp.hf.compat import (
     caller_passed_cache,
     prepared_mask,
 )
-from espnet_fastadasp.hf.logits import prefill_last_logits
-from espnet_fastadasp.hf.parts import UnsupportedModelError, require_full_attention, speech_lm_parts
-from espnet_fastadasp.hf.shared_prompt import prefill_positions
-from espnet_fastadasp.hf.static_cache import StaticStepCache, attending_to_static_cache, static_cache_from_prefill
-from espnet_fastadasp.hf.static_search import Search, make_search, search_settings
+from espnet_fastadasp.models.parts import UnsupportedModelError, require_full_attention, speech_lm_parts
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from espnet_fastadasp.hf.compat import REPETITION_PENALTY_SKIPS_LEFT_PADDING
+from espnet_fastadasp.models.compat import REPETITION_PENALTY_SKIPS_LEFT_PADDING
 
 logger = logging.getLogger(__name__)
 
