@@ -307,7 +307,10 @@ def render(data: dict[str, Any]) -> str:
         f"{a['compile_backend']}, {', '.join(a['compile_dtypes'])} on {', '.join(a['compile_sets']) or 'no set'} | "
         f"{data['total_s'] / 60:.1f} min in all",
         "",
-        f"float32: every path gives plain generate's tokens: **{'yes' if data['float32_identical'] else 'NO'}**.",
+        f"`python benchmarks/bf16_agreement.py --output {a['output']}` with these settings (see its --help).",
+        "",
+        f"float32: every path run in it ({', '.join(_float32_paths(data)) or 'none'}) gives plain generate's "
+        f"tokens: **{'yes' if data['float32_identical'] else 'NO'}**.",
         "",
         "identical: utterances whose new tokens (up to EOS) equal plain generate's in the same dtype with the "
         "same reduction (`PATH vs float32`: that path in bf16 against plain generate in float32); "
@@ -354,8 +357,9 @@ def render(data: dict[str, Any]) -> str:
 
 #: what each path computes differently (from the code; the tables say how often it shows)
 WHY = [
-    "In float32 every path gives plain generate's tokens (beam scores within 1e-6); in bfloat16 each path "
-    "rounds at other places, and a token flips where two candidates were within that rounding:",
+    "In float32 plain generate, `shared` and `static` with eager steps give the same tokens (beam scores "
+    "within 1e-6); in bfloat16 each path rounds at other places, and a token flips where two candidates "
+    "were within that rounding:",
     "",
     "- the steps' attention: plain generate runs SDPA over the whole cache (the CPU flash kernel keeps "
     "Q K^T in float32 up to the softmax); `shared` and `static` read the prompt once per prompt "
@@ -367,14 +371,27 @@ WHY = [
     "the prefill (`static` takes the first token from the prefill, as plain generate does);",
     "- `static_compile`: inductor fuses each step's elementwise work (RMSNorm, rotary, SiLU x up, the "
     "softmax) and keeps the intermediates of a fused kernel in float32 where eager rounds every "
-    "operator's output to bf16;",
+    "operator's output to bf16. Its large difference at beam 5 with the reduction (4 of 16) is not a "
+    "bf16 effect: in float32 the inductor-compiled step gives the same 4 of 16 on asr_test at beam 5 "
+    "with `fastadasp_constant@0.5`, while with `aot_eager` (the same traced graph, eager kernels) it "
+    "gives 16 of 16, and inductor gives 16 of 16 at beam 1 and at beam 5 without reduction (2026-12-07: "
+    "`--test_sets asr_test --beams 5 --reductions fastadasp_constant@0.5 --paths hf static_compile "
+    "--dtypes float32 --compile_dtypes float32 [--compile_backend aot_eager]`): something in inductor's "
+    "code for the beam step over reduced per-layer caches (the search's top-k over beams x vocabulary, "
+    "the reorder of the generated buffers, or the masks of rows reduced to different lengths) decides "
+    "otherwise than eager; to be found in the static path;",
     "- plain generate at beam 5 prefills each prompt once per beam (5 identical rows); the other paths "
     "once. At beam 5 the first differing step is that of the final best hypothesis: beam search may "
     "re-rank, so a difference at step 0 need not be a different first choice;",
     "- a reduction makes flips likelier: at 50 % the tiny model is a poor model (87 % WER on asr_test in "
-    "RESULTS.md), its next-token distributions are flat and near-ties common; the same path in bf16 against "
-    "float32 (`PATH vs float32`) differs more often than the paths differ from each other.",
+    "RESULTS.md), its next-token distributions are flat and near-ties common. Without a reduction every "
+    "path gives plain generate's tokens in bf16 too; with it, bf16 itself (`hf vs float32`) moves more "
+    "utterances than the eager paths differ from each other.",
 ]
+
+
+def _float32_paths(data: dict[str, Any]) -> list[str]:
+    return sorted({r["path"] for r in data["rows"] if r["dtype"] == "float32"})
 
 
 def _score(pairs: list[tuple[float | None, float | None]]) -> str:

@@ -78,4 +78,4 @@ def test_runs_on_the_mini_benchmark(agreement, tmp_path):
     paths = {"shared", "static_eager"}
     assert {r["path"] for r in data["rows"]} == paths | {f"{p} vs float32" for p in paths | {"hf"}}
     assert all(r["utts"] == 2 for r in data["rows"])
-    assert "float32: every path gives plain generate's tokens: **yes**" in out.with_suffix(".md").read_text()
+    assert "(shared, static_eager) gives plain generate's tokens: **yes**" in out.with_suffix(".md").read_text()
