@@ -13,8 +13,8 @@ set costs as much as ASR there) at beam 5, without reduction and with
 
 * ``hf``: plain ``model.generate`` as ``Speech2Text`` runs it (only the last prompt position through
   the LM head) -- the reference;
-* ``shared``: :func:`espnet_fastadasp.hf.shared_prompt.generate_with_shared_prompt`;
-* ``static_eager`` / ``static_compile``: :func:`espnet_fastadasp.hf.static_decoding.generate_static`
+* ``shared``: :func:`espnet_fastadasp.generation.shared_prompt.generate_with_shared_prompt`;
+* ``static_eager`` / ``static_compile``: :func:`espnet_fastadasp.generation.static_decoding.generate_static`
   with eager steps, and with ``torch.compile``'d steps (backend ``--compile_backend``, inductor by
   default: the fused C++ kernels a CPU user gets). The step compiles anew for every batch (its
   shapes), tens of seconds each on a small CPU, so ``static_compile`` runs on ``--compile_sets``
@@ -108,8 +108,8 @@ def first_difference(a: Sequence[int], b: Sequence[int]) -> int | None:
 
 def decode(model: Any, enc: dict[str, torch.Tensor], path: str, beams: int, max_new: int, backend: str) -> Any:
     """One batch along ``path`` (the reduction, if any, is already applied)."""
-    from espnet_fastadasp.hf.shared_prompt import generate_with_shared_prompt
-    from espnet_fastadasp.hf.static_decoding import generate_static
+    from espnet_fastadasp.generation.shared_prompt import generate_with_shared_prompt
+    from espnet_fastadasp.generation.static_decoding import generate_static
 
     gen = dict(
         num_beams=beams, max_new_tokens=max_new, do_sample=False, return_dict_in_generate=True, output_scores=True

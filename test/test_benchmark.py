@@ -16,7 +16,7 @@ from espnet_fastadasp.benchmark import inputs as bench_inputs
 from espnet_fastadasp.benchmark import measure, results, targets
 from espnet_fastadasp.bin import benchmark as bm
 from espnet_fastadasp.core.config import ConfigError
-from espnet_fastadasp.hf.parts import audio_tokens_for
+from espnet_fastadasp.models.parts import audio_tokens_for
 
 TINY_ARGS = [
     "--device",

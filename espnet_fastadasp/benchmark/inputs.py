@@ -12,16 +12,16 @@ import torch
 from torch import nn
 
 from espnet_fastadasp.decoding.speech2text import generation_class
-from espnet_fastadasp.hf.parts import audio_token_id_of, audio_tokens_for
+from espnet_fastadasp.models.parts import audio_token_id_of, audio_tokens_for
 
 logger = logging.getLogger("espnet_fastadasp.benchmark")
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 #: How the prompt reaches the beams: ``hf`` plain ``generate`` (the prompt repeated per beam before
 #: the prefill), ``once`` prefilled once per prompt and its cache copied per beam, ``shared``
-#: prefilled once and one cache shared by the beams (:mod:`espnet_fastadasp.hf.shared_prompt`),
+#: prefilled once and one cache shared by the beams (:mod:`espnet_fastadasp.generation.shared_prompt`),
 #: ``static`` prefilled once, the prompt shared, fixed-shape steps over per-layer static caches
-#: replayed as a CUDA graph on a GPU (:mod:`espnet_fastadasp.hf.static_decoding`).
+#: replayed as a CUDA graph on a GPU (:mod:`espnet_fastadasp.generation.static_decoding`).
 PROMPT_MODES = ("hf", "hf_all_logits", "once", "shared", "static")
 DEFAULT_REDUCTIONS = (
     "none",
@@ -45,7 +45,7 @@ OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
 
 def tiny_config() -> Any:
     """The tiny Qwen2-Audio config of the tests, with its tokenizer's special ids filled in."""
-    from espnet_fastadasp.hf.tiny import AUDIO_TOKEN, char_tokenizer, tiny_qwen2_audio_config
+    from espnet_fastadasp.models.tiny import AUDIO_TOKEN, char_tokenizer, tiny_qwen2_audio_config
 
     tok = char_tokenizer()
     cfg = tiny_qwen2_audio_config(len(tok), tok.convert_tokens_to_ids(AUDIO_TOKEN))

@@ -19,11 +19,11 @@ import espnet_fastadasp as fa
 from espnet_fastadasp.benchmark.inputs import PromptSpec
 from espnet_fastadasp.core.flops import DecoderDims, full_prefill_flops
 from espnet_fastadasp.decoding.timing import GenerationTimer, synchronize
-from espnet_fastadasp.hf.compat import cache_of_output
-from espnet_fastadasp.hf.parts import speech_lm_parts
-from espnet_fastadasp.hf.shared_prompt import SharedPromptLayer, generate_with_shared_prompt
-from espnet_fastadasp.hf.static_cache import StaticStepLayer
-from espnet_fastadasp.hf.static_decoding import generate_static
+from espnet_fastadasp.generation.shared_prompt import SharedPromptLayer, generate_with_shared_prompt
+from espnet_fastadasp.generation.static_cache import StaticStepLayer
+from espnet_fastadasp.generation.static_decoding import generate_static
+from espnet_fastadasp.models.compat import cache_of_output
+from espnet_fastadasp.models.parts import speech_lm_parts
 
 logger = logging.getLogger("espnet_fastadasp.benchmark")
 
@@ -300,7 +300,7 @@ def run_once(
     """One forced-length ``generate`` under ``setting``; returns timings, memory, KV and FLOPs.
 
     static_step_mode: how the ``static`` prompt mode runs its steps
-    (:data:`espnet_fastadasp.hf.static_decoding.STEP_MODES`). profile_step: profile the decoding
+    (:data:`espnet_fastadasp.generation.static_decoding.STEP_MODES`). profile_step: profile the decoding
     step in the middle (:class:`StepProfiler`; not compiled or graph-replayed static steps, at
     least 5 new tokens), returned as ``profile``: the top operators by self CPU time, and in
     ``table`` the profiler's table; the two steps its window overlaps are left out of the step

@@ -37,10 +37,10 @@ over all settings so that clock or thermal drift hits all of them alike:
   position through the LM head (:func:`espnet_fastadasp.prefill_last_logits`);
   ``hf_all_logits`` is plain ``generate`` as transformers runs it (every prompt position through
   the LM head: the cost users had before); ``once`` and ``shared`` run
-  :func:`espnet_fastadasp.hf.shared_prompt.generate_with_shared_prompt`, whose cache drops the
+  :func:`espnet_fastadasp.generation.shared_prompt.generate_with_shared_prompt`, whose cache drops the
   last prompt token after the prefill and ``generate`` feeds it again: ``new_tokens + 1``
   decoding forwards (step counts one higher; tok/s and step ms are per step as always);
-  ``static`` runs :func:`espnet_fastadasp.hf.static_decoding.generate_static`: one prefill per
+  ``static`` runs :func:`espnet_fastadasp.generation.static_decoding.generate_static`: one prefill per
   prompt, each layer's (reduced) prompt cache shared by the beams, fixed-shape steps over static
   per-layer buffers, replayed as one CUDA graph per step on a GPU (eager on CPU); its steps are
   timed by the loop itself (CUDA events), its decode s includes building the cache and capturing
@@ -126,8 +126,8 @@ from espnet_fastadasp.core.config import ConfigError, parse_reduction_spec
 from espnet_fastadasp.core.flops import DecoderDims
 from espnet_fastadasp.decoding.timing import GenerationTimer
 from espnet_fastadasp.evaluation.environment import environment
-from espnet_fastadasp.hf.parts import audio_tokens_for, speech_lm_parts
-from espnet_fastadasp.hf.static_decoding import STEP_MODES
+from espnet_fastadasp.generation.static_decoding import STEP_MODES
+from espnet_fastadasp.models.parts import audio_tokens_for, speech_lm_parts
 
 logger = logging.getLogger("espnet_fastadasp.benchmark")
 
@@ -193,9 +193,9 @@ def get_parser() -> argparse.ArgumentParser:
         help="hf: plain generate (prompt repeated per beam), the prefill's LM head on the last position only "
         "(espnet_fastadasp.prefill_last_logits); hf_all_logits: the same with the LM head on every prompt "
         "position (transformers' default); once: prefilled once, cache copied per beam; "
-        "shared: prefilled once, one cache shared by the beams (espnet_fastadasp.hf.shared_prompt); "
+        "shared: prefilled once, one cache shared by the beams (espnet_fastadasp.generation.shared_prompt); "
         "static: prefilled once, the prompt shared, fixed-shape steps over per-layer static caches, a CUDA graph "
-        "per step on a GPU (espnet_fastadasp.hf.static_decoding)",
+        "per step on a GPU (espnet_fastadasp.generation.static_decoding)",
     )
     run.add_argument(
         "--static_step_mode",
