@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from espnet_fastadasp.evaluation.scoring import align_asr, extract_label, normalize_label, read_text
+from espnet_fastadasp.evaluation.classification import extract_label, normalize_label
+from espnet_fastadasp.evaluation.pairing import read_text
+from espnet_fastadasp.evaluation.wer import align_asr
 
 
 def utterance_scores(

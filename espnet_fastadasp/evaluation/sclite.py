@@ -5,7 +5,7 @@ For each unit (``score_wer`` for words, ``score_cer`` for characters) a decode d
 format; characters are space-separated with ``<space>`` between words) and ``result.txt``, which
 is sclite's own report (``sclite -r ref.trn trn -h hyp.trn trn -i rm -o all stdout``) wherever
 sclite is installed, and otherwise this package's report of the same alignment in sclite's layout
-(:func:`espnet_fastadasp.evaluation.scoring.format_sclite_result`, sclite's edit weights), which
+(:func:`espnet_fastadasp.evaluation.sclite_report.format_sclite_result`, sclite's edit weights), which
 gives the same Sum/Avg line. The texts written are the normalised ones, so both score the same
 tokens.
 

@@ -8,7 +8,7 @@ call them through ``utils/run.py`` / ``utils/slurm.py``, chosen in ``cmd.sh``.
 
 from espnet_fastadasp.runners.common import JobSpec, RunnerError, join_command, parse_command_line
 from espnet_fastadasp.runners.local import LocalRunner
-from espnet_fastadasp.runners.slurm import SlurmConfig, parse_slurm_config, sbatch_options
+from espnet_fastadasp.runners.slurm_config import SlurmConfig, parse_slurm_config, sbatch_options
 
 __all__ = [
     "JobSpec",

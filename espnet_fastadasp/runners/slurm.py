@@ -35,21 +35,25 @@ a heartbeat file it touches while waiting and end themselves when it goes stale 
 Environment (mostly for tests): ``FASTADASP_SLURM_POLL`` (first marker poll interval, s; default 1,
 growing up to 10), ``FASTADASP_SLURM_SQUEUE_INTERVAL`` (s between squeue checks; default 10),
 ``FASTADASP_SLURM_GRACE`` (s a task may be missing from the queue without a marker; default 30).
+
+The code is split by job: :mod:`~espnet_fastadasp.runners.slurm_config` (step 1, the config and
+the option mapping), :mod:`~espnet_fastadasp.runners.slurm_script` (step 2, the batch script and
+the files in ``q/``), :mod:`~espnet_fastadasp.runners.slurm_wait` (step 3, markers and
+``squeue``); this module submits the array (the ``sbatch`` command of step 2), cancels it on
+Ctrl-C or SIGTERM, and aggregates the exit codes (step 4). All their names can still be imported
+from here.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import shlex
 import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 from espnet_fastadasp.runners.common import (
@@ -57,341 +61,59 @@ from espnet_fastadasp.runners.common import (
     JobSpec,
     ParentWatch,
     RunnerError,
-    Terminated,
     check_known,
     error,
     failure_message,
     on_sigterm,
     parse_command_line,
     setup_logging,
-    threads_of,
 )
+from espnet_fastadasp.runners.slurm_config import (
+    DEFAULT_CONFIG,
+    RUNNER_OPTIONS,
+    SlurmConfig,
+    load_slurm_config,
+    parse_slurm_config,
+    sbatch_options,
+)
+from espnet_fastadasp.runners.slurm_script import (
+    ORPHAN_SECONDS,
+    PROG,
+    batch_script,
+    heartbeat_path,
+    job_name,
+    marker_path,
+    queue_dir,
+    slurm_output_path,
+)
+from espnet_fastadasp.runners.slurm_wait import WaitResult, read_marker, squeue_tasks, wait_for_jobs
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "ORPHAN_SECONDS",
+    "PROG",
+    "RUNNER_OPTIONS",
+    "SlurmConfig",
+    "SlurmRunner",
+    "WaitResult",
+    "batch_script",
+    "heartbeat_path",
+    "job_name",
+    "load_slurm_config",
+    "main",
+    "marker_path",
+    "parse_slurm_config",
+    "queue_dir",
+    "read_marker",
+    "sbatch_options",
+    "scancel",
+    "slurm_output_path",
+    "squeue_tasks",
+    "submit",
+    "wait_for_jobs",
+]
 
 logger = logging.getLogger(__name__)
-
-PROG = "slurm.py"
-
-#: options the runner handles itself (never mapped to sbatch arguments)
-RUNNER_OPTIONS: tuple[str, ...] = ("config", "max_jobs_run")
-
-#: used without ``--config`` when ``conf/slurm.conf`` does not exist (same as the recipe's conf/slurm.conf)
-DEFAULT_CONFIG = """\
-command sbatch --export=PATH
-option name=* --job-name $0
-option time=* --time $0
-option mem=* --mem $0
-option mem=0
-option num_threads=* --cpus-per-task $0
-option num_threads=1 --cpus-per-task 1
-option num_nodes=* --nodes $0
-default gpu=0
-option gpu=0
-option gpu=* --gres=gpu:$0
-"""
-
-
-@dataclass
-class SlurmConfig:
-    """A parsed slurm.pl-style config file.
-
-    ``command`` is the submit command; ``rules[name][value]`` the sbatch arguments for
-    ``--name value`` (``value`` ``"*"``: any value, ``$0`` in the arguments replaced by it);
-    ``defaults[name]`` the value used when ``--name`` is not given.
-    """
-
-    command: list[str] = field(default_factory=lambda: ["sbatch"])
-    rules: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    defaults: dict[str, str] = field(default_factory=dict)
-    source: str = "<default config>"
-
-    @property
-    def option_names(self) -> set[str]:
-        return set(self.rules) | set(self.defaults)
-
-
-def parse_slurm_config(text: str, source: str = "<config>") -> SlurmConfig:
-    """Parse the slurm.pl config format (``#`` starts a comment)::
-
-    command sbatch --export=PATH        # the submit command and its fixed arguments
-    option mem=* --mem $0               # --mem V  ->  --mem V
-    option mem=0                        # --mem 0  ->  nothing
-    option gpu=* --gres=gpu:$0          # --gpu N  ->  --gres=gpu:N
-    default gpu=0                       # value used when --gpu is not given
-    """
-    config = SlurmConfig(command=[], source=source)
-    for lineno, line in enumerate(text.splitlines(), 1):
-        where = f"{source}:{lineno}"
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError as e:
-            raise RunnerError(f"{where}: cannot parse line {line!r}: {e}") from None
-        if not words:
-            continue
-        keyword, rest = words[0], words[1:]
-        if keyword == "command":
-            if not rest:
-                raise RunnerError(f"{where}: 'command' needs the submit command, e.g. 'command sbatch --export=PATH'")
-            config.command = rest
-        elif keyword in ("option", "default"):
-            if not rest or "=" not in rest[0]:
-                raise RunnerError(f"{where}: expected '{keyword} NAME=VALUE ...', got {line.strip()!r}")
-            name, value = rest[0].split("=", 1)
-            name = name.replace("-", "_")
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or value == "":
-                raise RunnerError(f"{where}: bad NAME=VALUE {rest[0]!r}")
-            if keyword == "option":
-                config.rules.setdefault(name, {})[value] = rest[1:]
-            else:
-                if len(rest) > 1:
-                    raise RunnerError(f"{where}: 'default NAME=VALUE' takes nothing after the value")
-                config.defaults[name] = value
-        else:
-            raise RunnerError(f"{where}: unknown keyword {keyword!r} (expected command, option or default)")
-    if not config.command:
-        raise RunnerError(f"{source}: no 'command' line (e.g. 'command sbatch --export=PATH')")
-    for name, value in config.defaults.items():
-        if name not in config.rules:
-            raise RunnerError(f"{source}: 'default {name}={value}' but no 'option {name}=...' rule")
-    return config
-
-
-def load_slurm_config(path: str | os.PathLike[str] | None) -> SlurmConfig:
-    """The config at ``path``; else ``conf/slurm.conf`` if it exists; else :data:`DEFAULT_CONFIG`."""
-    if path is None:
-        if Path("conf/slurm.conf").is_file():
-            path = "conf/slurm.conf"
-        else:
-            return parse_slurm_config(DEFAULT_CONFIG, "<default config>")
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise RunnerError(f"cannot read the config {path}: {e}") from None
-    return parse_slurm_config(text, str(path))
-
-
-def sbatch_options(config: SlurmConfig, options: Mapping[str, str]) -> list[str]:
-    """Map runner options (canonical names, e.g. ``{"mem": "4G", "num_threads": "2"}``) to sbatch arguments.
-
-    The config's defaults apply to options not given; an exact ``option NAME=VALUE`` rule wins over
-    ``option NAME=*``. Runner-only options (``config``, ``max_jobs_run``) are skipped. An option
-    without a matching rule raises :class:`RunnerError`.
-    """
-    values = dict(config.defaults)
-    values.update({k: v for k, v in options.items() if k not in RUNNER_OPTIONS})
-    args: list[str] = []
-    for name, value in values.items():
-        rules = config.rules.get(name)
-        if rules is None:
-            raise RunnerError(f"--{name.replace('_', '-')} {value}: the config {config.source} has no rule for it")
-        if value in rules:
-            args += rules[value]
-        elif "*" in rules:
-            args += [a.replace("$0", value) for a in rules["*"]]
-        else:
-            raise RunnerError(
-                f"--{name.replace('_', '-')} {value}: the config {config.source} has no rule for this value "
-                f"(rules for: {', '.join(sorted(rules))})"
-            )
-    return args
-
-
-def job_name(spec: JobSpec) -> str:
-    """A name for the job's files in ``q/``: the log's base name without extension and variable."""
-    base = os.path.basename(spec.logfile)
-    if base.endswith(".log"):
-        base = base[: -len(".log")]
-    if spec.var:
-        base = base.replace(spec.var, "")
-    base = re.sub(r"\.{2,}", ".", base).strip(".")
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", base) or "job"
-
-
-def queue_dir(spec: JobSpec) -> Path:
-    """``<dir of the first job's log>/q``: batch script, Slurm output and marker files."""
-    return Path(spec.log_for(spec.start)).parent / "q"
-
-
-def marker_path(spec: JobSpec, job_id: int) -> Path:
-    return queue_dir(spec) / f"{job_name(spec)}.{job_id}.done"
-
-
-def heartbeat_path(spec: JobSpec) -> Path:
-    """The file the waiting runner touches; a job whose runner stopped touching it ends itself."""
-    return queue_dir(spec) / f"{job_name(spec)}.alive"
-
-
-#: seconds without a heartbeat after which a job takes its runner for dead and ends
-ORPHAN_SECONDS = 120.0
-
-
-def slurm_output_path(spec: JobSpec, job_id: int) -> Path:
-    return queue_dir(spec) / f"{job_name(spec)}.{job_id}.out"
-
-
-def batch_script(
-    spec: JobSpec, cwd: str, submit_command: Sequence[str] = (), orphan_seconds: float = ORPHAN_SECONDS
-) -> str:
-    """The bash batch script for all jobs of ``spec``; the job index is ``$SLURM_ARRAY_TASK_ID``.
-
-    The command runs in the background, watched: if the runner that submitted it stops
-    touching :func:`heartbeat_path` for ``orphan_seconds`` (it was killed, even with SIGKILL, with
-    the recipe's process group), the job sends SIGTERM to its own process group (the command and
-    what it started) and ends with the command's code (143). Ctrl-C and
-    SIGTERM reach the runner, which cancels the array instead. The heartbeat lives on the shared
-    file system the logs are on, so this works across nodes."""
-    q = shlex.quote
-    lines = [
-        "#!/bin/bash",
-        f"# Written by espnet_fastadasp.runners.slurm ({PROG}) for {spec.log_pattern()}",
-    ]
-    if submit_command:
-        lines.append("# Submitted with: " + shlex.join(submit_command))
-    lines += [
-        f"cd {q(cwd)} || exit 1",
-        "# as Kaldi's slurm.pl: the recipe's environment (sbatch --export=PATH passes little else)",
-        "if [ -f ./path.sh ]; then . ./path.sh; fi",
-        f"id=${{SLURM_ARRAY_TASK_ID:-{spec.start}}}",
-        'case "${id}" in',
-    ]
-    for j in spec.job_ids:
-        lines.append(
-            f"  {j}) cmd={q(spec.command_for(j))}; log={q(spec.log_for(j))}; marker={q(str(marker_path(spec, j)))} ;;"
-        )
-    lines += [
-        '  *) echo "no job ${id} in this array" >&2; exit 1 ;;',
-        "esac",
-    ]
-    if "num_threads" in spec.options:
-        lines.append(f"export OMP_NUM_THREADS={int(spec.options['num_threads'])}")
-    lines += [
-        'rm -f "${marker}"',
-        'mkdir -p "$(dirname "${log}")"',
-        '{ printf \'# %s\\n\' "${cmd}"; printf \'# Started at %s\\n#\\n\' "$(date)"; } > "${log}"',
-        "start=$(date +%s)",
-        f"alive={q(str(heartbeat_path(spec)))}",
-        'bash -c "${cmd}" < /dev/null >> "${log}" 2>&1 &',
-        "child=$!",
-        'while kill -0 "${child}" 2> /dev/null; do',
-        "    sleep 1",
-        '    age=$(( $(date +%s) - $(stat -c %Y "${alive}" 2> /dev/null || date +%s) ))',
-        f'    if [ "${{age}}" -gt {int(orphan_seconds)} ]; then',
-        "        printf '# The runner that submitted this job stopped (no heartbeat for %s s): killing the job\\n' \\",
-        '            "${age}" >> "${log}"',
-        "        trap '' TERM  # this script survives to write the footer and the exit status",
-        "        kill -TERM 0  # the job's process group: the command and everything it started",
-        "        break",
-        "    fi",
-        "done",
-        'wait "${child}"',
-        "rc=$?",
-        "end=$(date +%s)",
-        f'printf \'# Accounting: time=%s threads={threads_of(spec)}\\n\' "$((end - start))" >> "${{log}}"',
-        "printf '# Ended (code %s) at %s, elapsed time %s seconds\\n' \\",
-        '    "${rc}" "$(date)" "$((end - start))" >> "${log}"',
-        'echo "${rc}" > "${marker}.tmp.$$" && mv -f "${marker}.tmp.$$" "${marker}"',
-        'exit "${rc}"',
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def read_marker(path: Path) -> int | None:
-    """The exit code in a marker file, ``None`` if it does not exist (yet)."""
-    try:
-        text = path.read_text().strip()
-    except FileNotFoundError:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        logger.warning("marker %s holds %r, not an exit code: counting the job as failed", path, text)
-        return 1
-
-
-def squeue_tasks(array_id: str, squeue: str = "squeue") -> set[int] | None:
-    """The task ids of array ``array_id`` still in the queue (pending, running, completing).
-
-    ``None`` when that cannot be known (squeue missing, controller not answering).
-    """
-    cmd = [squeue, "-h", "-r", "-j", array_id, "-o", "%K"]
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    except FileNotFoundError:
-        logger.debug("%s not found: waiting for marker files only", squeue)
-        return None
-    except subprocess.TimeoutExpired:
-        logger.warning("%s timed out", shlex.join(cmd))
-        return None
-    if res.returncode != 0:
-        if "Invalid job id" in res.stderr:  # purged from the controller: nothing left in the queue
-            return set()
-        logger.warning("%s failed (exit %d): %s", shlex.join(cmd), res.returncode, res.stderr.strip())
-        return None
-    return {int(tok) for tok in res.stdout.split() if tok.isdigit()}
-
-
-@dataclass
-class WaitResult:
-    """Exit codes per job (``None``: left the queue without an exit code) and the vanished jobs."""
-
-    codes: dict[int, int | None]
-    vanished: list[int]
-
-
-def wait_for_jobs(
-    spec: JobSpec,
-    array_id: str,
-    poll: float = 1.0,
-    squeue_interval: float = 10.0,
-    grace: float = 30.0,
-    queue: Callable[[str], set[int] | None] = squeue_tasks,
-    max_poll: float = 10.0,
-    heartbeat: Path | None = None,
-    parent: ParentWatch | None = None,
-) -> WaitResult:
-    """Wait until every job has written its marker or has left the queue without one for ``grace`` s;
-    touch ``heartbeat`` at every poll (the jobs end themselves when it goes stale); raise
-    :class:`Terminated` (the caller cancels the jobs) if ``parent`` says the caller's shell is gone."""
-    pending = set(spec.job_ids)
-    codes: dict[int, int | None] = {}
-    vanished: list[int] = []
-    missing_since: dict[int, float] = {}
-    last_queue = time.monotonic()  # the first squeue check comes after one interval
-    interval = poll
-    while True:
-        if parent is not None and parent.gone():
-            logger.error("the process that started %s is gone: cancelling the jobs", PROG)
-            raise Terminated()
-        if heartbeat is not None:
-            heartbeat.touch()
-        for j in sorted(pending):
-            rc = read_marker(marker_path(spec, j))
-            if rc is not None:
-                codes[j] = rc
-                pending.discard(j)
-                missing_since.pop(j, None)
-        if not pending:
-            break
-        now = time.monotonic()
-        if now - last_queue >= squeue_interval:
-            last_queue = now
-            in_queue = queue(array_id)
-            if in_queue is not None:
-                for j in pending:
-                    if j in in_queue:
-                        missing_since.pop(j, None)
-                    else:
-                        missing_since.setdefault(j, now)
-        for j in sorted(pending):
-            if j in missing_since and now - missing_since[j] >= grace:
-                codes[j] = None
-                vanished.append(j)
-                pending.discard(j)
-        if not pending:
-            break
-        time.sleep(interval)
-        interval = min(max(interval * 1.2, poll), max(poll, max_poll))
-    return WaitResult(codes=codes, vanished=vanished)
 
 
 def submit(command: Sequence[str]) -> str:
