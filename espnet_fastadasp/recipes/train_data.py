@@ -31,8 +31,8 @@ import torch
 from tqdm import tqdm
 
 from espnet_fastadasp.decoding.data import AudioReader, read_key_value, split_windows
-from espnet_fastadasp.hf.parts import audio_tokens_for
-from espnet_fastadasp.hf.tiny import AUDIO_TOKEN
+from espnet_fastadasp.models.parts import audio_tokens_for
+from espnet_fastadasp.models.tiny import AUDIO_TOKEN
 
 #: the name these messages had before train.py was split (log formats show it)
 logger = logging.getLogger("espnet_fastadasp.recipes.train")

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import yaml
 
-from espnet_fastadasp.hf.tiny import AUDIO_TOKEN, qwen2_audio_config, tiny_processor
+from espnet_fastadasp.models.tiny import AUDIO_TOKEN, qwen2_audio_config, tiny_processor
 from espnet_fastadasp.recipes.train_config import TrainConfig
 
 #: the name these messages had before train.py was split (log formats show it)
