@@ -134,3 +134,28 @@ def test_decoding_paths_with_their_own_masks_refuse_sliding_layers(sliding):
         generate_with_shared_prompt(model, inputs, **GEN, num_beams=2)
     with pytest.raises(fa.UnsupportedModelError, match="sliding"):
         generate_static(model, inputs, **GEN)
+
+
+def test_per_token_inputs_follow_every_merge_at_once():
+    """The layout's composite of merges (what Gemma 4's per-layer inputs follow) equals replaying
+    the merges one by one; a token never merged keeps its value bit for bit."""
+    from types import SimpleNamespace
+
+    from espnet_fastadasp.core.ops import merge_rows
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 6, 3, generator=g)
+    steps = [
+        (torch.tensor([[0, 0, 1, 2, 3, 4], [-1, 0, 1, 1, 2, 3]]), torch.rand(2, 6, generator=g), 5),
+        (torch.tensor([[0, 1, 1, 2, 3], [0, 1, 2, 2, -1]]), torch.rand(2, 5, generator=g), 4),
+    ]
+    layout = SimpleNamespace(merged=None, last_merge=None)
+    replayed = x
+    for dest, weight, out_len in steps:
+        PrefillLayout.record_merge(layout, dest, weight, out_len)
+        replayed = merge_rows(replayed, dest, weight, out_len)
+    composite = PrefillLayout.follow(layout, x)
+    torch.testing.assert_close(composite, replayed)
+    assert torch.equal(composite[0, 3], x[0, 5])  # token 5 of row 0 was never merged with another
+    before_last = merge_rows(x, *steps[0])
+    assert torch.equal(PrefillLayout.follow_last(layout, before_last), replayed)

@@ -95,8 +95,8 @@ class ReducingLayer:
         layout = handle.layout
         with handle.timer.step("reduce"):
             h = reduce_hidden(layout, handle.method, self.idx, h, key, received)
-        merge = len(layout.merges) - 1  # this layer's: the per-token inputs follow it too
-        return self.anatomy.mlp_half(layer, h, lambda name: layout.follow(per_token[name], since=merge))
+        # the per-token inputs came at the layout before this layer's merge: they follow it too
+        return self.anatomy.mlp_half(layer, h, lambda name: layout.follow_last(per_token[name]))
 
     def _evicting(self, layer: nn.Module, original: Callable, hidden: torch.Tensor, args: tuple, kwargs: dict) -> Any:
         cache = cache_from_kwargs(kwargs)

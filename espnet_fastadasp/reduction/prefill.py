@@ -36,7 +36,7 @@ from espnet_fastadasp.models.parts import UnsupportedModelError, audio_runs
 from espnet_fastadasp.reduction.masks import KeyWindow, attention_mask_for
 
 #: per-token inputs a decoder hands its layers for the whole prompt, which a shortened layout
-#: brings to its slots by replaying the merges (:meth:`PrefillLayout.follow`)
+#: brings to its slots with the merges' composite (:meth:`PrefillLayout.follow`)
 PER_TOKEN_INPUTS = ("per_layer_input",)
 #: inputs the layout replaces itself once shortened (masks, rotary embeddings, positions)
 LAYOUT_INPUTS = ("attention_mask", "position_embeddings", "position_ids", "cache_position")
@@ -69,8 +69,10 @@ class PrefillLayout:
     kv_origin: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> its entries' prompt indices
     evicted: set[int] = field(default_factory=set)  # layers whose cache a KV method shrank
     entered: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # per layer: (audio, valid)
-    #: the hidden-state merges so far, in order: (dest, weight, out_len), replayed on per-token inputs
-    merges: list[tuple[torch.Tensor, torch.Tensor, int]] = field(default_factory=list)
+    #: the hidden-state merges so far as one: each prompt token's slot now (-1: gone) and its
+    #: share of that slot's weighted mean, and the slots' count (what per-token inputs follow)
+    merged: tuple[torch.Tensor, torch.Tensor, int] | None = None
+    last_merge: tuple[torch.Tensor, torch.Tensor, int] | None = None  # (dest, weight, out_len) of the newest
     _masks: dict[int | None, Any] = field(default_factory=dict)  # window size -> mask of the current layout
     _gathered: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # id(given) -> (given, gathered)
 
@@ -178,16 +180,33 @@ class PrefillLayout:
         self._gathered[id(given)] = (given, out)
         return out
 
-    def follow(self, x: torch.Tensor, since: int = 0) -> torch.Tensor:
-        """A per-token input of the whole prompt (B, T0, ...) brought to the current layout by
-        replaying the merges (from the ``since``-th on): merged tokens get the same weighted
-        mean as their hidden states (Gemma's per-layer inputs)."""
-        for dest, weight, out_len in self.merges[since:]:
-            shape = x.shape
-            x = merge_rows(x.reshape(shape[0], shape[1], -1), dest, weight, out_len).reshape(
-                shape[0], out_len, *shape[2:]
-            )
-        return x
+    def record_merge(self, dest: torch.Tensor, weight: torch.Tensor, out_len: int) -> None:
+        """Add a hidden-state merge to the composite: a prompt token's share of its slot is the
+        product of its normalised weights along the merges (a weighted mean of weighted means),
+        so a per-token input follows all merges so far in one merge, whatever their number."""
+        sent = dest >= 0
+        idx = dest.clamp(min=0)
+        w = torch.where(sent, weight.float().clamp(min=1e-12), torch.zeros((), device=dest.device))
+        den = torch.zeros(dest.shape[0], out_len, device=dest.device).scatter_add_(1, idx, w)
+        norm = w / den.gather(1, idx).clamp(min=1e-30)  # as merge_rows normalises: a single member gets 1.0
+        if self.merged is None:
+            slot, share = dest, norm
+        else:
+            prev_slot, prev_share, _ = self.merged
+            alive = prev_slot >= 0
+            at = prev_slot.clamp(min=0)
+            slot = torch.where(alive, dest.gather(1, at), torch.full_like(prev_slot, -1))
+            share = torch.where(slot >= 0, prev_share * norm.gather(1, at), torch.zeros((), device=dest.device))
+        self.merged, self.last_merge = (slot, share, out_len), (dest, weight, out_len)
+
+    def follow(self, x: torch.Tensor) -> torch.Tensor:
+        """A per-token input of the whole prompt (B, T0, ...) at the current layout: merged tokens
+        get the same weighted mean as their hidden states (Gemma's per-layer inputs)."""
+        return x if self.merged is None else _merge_any(x, *self.merged)
+
+    def follow_last(self, x: torch.Tensor) -> torch.Tensor:
+        """A per-token input at the layout before the newest merge, brought through that merge."""
+        return x if self.last_merge is None else _merge_any(x, *self.last_merge)
 
     def out_length(self, method: ReductionMethod, idx: int) -> int | None:
         """The length after layer ``idx``'s step, if the plan fixes it (None: read it from the data)."""
@@ -291,7 +310,7 @@ def reduce_hidden(
     keys_flat = key.transpose(1, 2).reshape(key.shape[0], T, -1)
     dest, weight, out_len = _assign(layout, method, idx, keys_flat, received, layout.removals[:, idx])
     merged = merge_rows(hidden, dest, weight, out_len)
-    layout.merges.append((dest, weight, out_len))
+    layout.record_merge(dest, weight, out_len)
     layout.shorten(slot_sources(dest, out_len), padded=not method.exact_counts or layout.padded_after[idx])
     return merged
 
@@ -346,6 +365,12 @@ def prefill_stats(layout: PrefillLayout, dims: DecoderDims, config: ReductionCon
             )
         )
     return PrefillStats(method=config.method, schedule=config.schedule, target=config.flops_reduction, rows=rows)
+
+
+def _merge_any(x: torch.Tensor, dest: torch.Tensor, weight: torch.Tensor, out_len: int) -> torch.Tensor:
+    """:func:`merge_rows` over a (B, T, ...) tensor of any trailing shape."""
+    shape = x.shape
+    return merge_rows(x.reshape(shape[0], shape[1], -1), dest, weight, out_len).reshape(shape[0], out_len, *shape[2:])
 
 
 def _gather_position_embeddings(pe: Any, src: torch.Tensor) -> Any:
