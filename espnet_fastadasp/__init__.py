@@ -16,6 +16,7 @@ from espnet_fastadasp.core.config import METHODS, SCHEDULES, ConfigError, Reduct
 _LAZY = {
     "apply": "reduction.patch",
     "ReductionHandle": "reduction.patch",
+    "reducible_layers": "reduction.kv_sharing",
     "UnsupportedModelError": "models.parts",
     "generate_with_shared_prompt": "generation.shared_prompt",
     "generate_static": "generation.static_decoding",
@@ -48,4 +49,5 @@ __all__ = [
     "generate_static",
     "generate_with_shared_prompt",
     "prefill_last_logits",
+    "reducible_layers",
 ]

@@ -963,14 +963,14 @@ def _gemma4_text(**overrides: Any) -> dict[str, Any]:
     return out
 
 
-def build_gemma4() -> tuple[Any, MakeInputs]:
+def build_gemma4(**text_overrides: Any) -> tuple[Any, MakeInputs]:
     """Gemma 4 (E2B layout): audio via a USM-style conformer, ``input_features (n, frames, mels)``
     with a boolean ``input_features_mask``; 4x subsampling -> 80 frames give 20 tokens. No
     vision tower (``vision_config=None``). Each clip is [boa] + audio tokens + [eoa]."""
     from transformers import Gemma4Config, Gemma4ForConditionalGeneration
 
     cfg = Gemma4Config(
-        text_config=_gemma4_text(),
+        text_config=_gemma4_text(**text_overrides),
         audio_config=_gemma4_audio(),
         vision_config=None,
         boi_token_id=G4_BOI,
@@ -986,6 +986,15 @@ def build_gemma4() -> tuple[Any, MakeInputs]:
     n = _count(model, **features(_gen(0), 1))
     span = lambda k: [G4_BOA] + [G4_AUDIO] * k + [G4_EOA]  # noqa: E731
     return model, _simple(model, n, features, span=span, audio_id=G4_AUDIO)
+
+
+def build_gemma4_kv_shared() -> tuple[Any, MakeInputs]:
+    """Gemma 4 with KV sharing (the class default has none; Gemma 3n's default reuses in the last
+    15 of 35 layers): layer_types S S S F S F and num_kv_shared_layers 1, so layer 5 (full) reuses layer 3's keys
+    and values and layer 4 stores the sliding ones; the model drops all but the last token's
+    queries from layer 5 on during ``generate``'s prefill (``_maybe_slice_kv_shared_inputs``)."""
+    types = ["sliding_attention"] * 3 + ["full_attention", "sliding_attention", "full_attention"]
+    return build_gemma4(layer_types=types, num_kv_shared_layers=1)
 
 
 def build_gemma4_unified() -> tuple[Any, MakeInputs]:
@@ -1803,6 +1812,19 @@ ENTRY_LIST: list[SpeechLMEntry] = [
         "read config.per_layer_config[i].head_dim or config.per_layer_attributes); full layers use "
         "proportional RoPE with partial_rotary_factor 0.25; per-layer inputs (8 dims) as Gemma 3n; layer "
         "forward(hidden_states, per_layer_input, shared_kv_states, position_embeddings, ...).",
+    ),
+    _lm(
+        "gemma4",
+        "Gemma4ForConditionalGeneration",
+        build_gemma4_kv_shared,
+        G4_AUDIO,
+        "config.audio_token_id",
+        20,
+        "As gemma4, with KV sharing (num_kv_shared_layers 1, layer_types S S S F S F): layer 5 computes no keys "
+        "or values and attends over layer 3's (shared_kv_states; its cache layer is a DummyLayer), layer 4 "
+        "stores the sliding ones; from layer 5 on generate's prefill keeps only the last token's queries "
+        "(_maybe_slice_kv_shared_inputs slices hidden states, per-layer inputs, rotary embeddings and masks).",
+        variant="kv_shared",
     ),
     _lm(
         "gemma4_unified",

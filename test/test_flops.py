@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from espnet_fastadasp.core.config import ConfigError
@@ -44,6 +46,17 @@ def test_schedules():
     assert plan.audio_in == (100, 100, 90, 81)  # compounding: A * (1 - r)^(l - p)
     assert plan.removals == (0, 10, 9, 8)
     assert plan.total_in == (120, 120, 110, 101)
+
+
+def test_no_layer_reduces_from_the_stop_layer_on():
+    """KV sharing: layers from the first one whose keys are reused keep their tokens."""
+    assert layer_ratios("constant", 0.2, 1, 5, stop_layer=3) == [0, 0.2, 0.2, 0, 0]
+    assert layer_ratios("decay", 0.3, 0, 6, stop_layer=4) == pytest.approx([0.3, 0.2, 0.1, 0.0, 0, 0])
+    assert layer_ratios("once", 0.5, 3, 5, stop_layer=3) == [0] * 5
+    dims = dataclasses.replace(QWEN2_AUDIO_7B, reduce_before=16)  # as if layers 16.. reused keys
+    plan = solve_ratio(dims, 0.3, 6000, 6030, 8, "constant", 2)
+    assert not any(plan.removals[16:]) and any(plan.removals[2:16])
+    assert abs(flops_reduction_of(dims, plan) - 0.3) < 0.02
 
 
 def test_each_clip_keeps_a_token():

@@ -34,12 +34,12 @@ SUPPORTED = (
     "qwen2_audio", "voxtral", "audioflamingo3", "musicflamingo", "glmasr", "granite_speech",
     "granite_speech:released", "granite_speech_plus", "granite_speech_plus:released", "qwen3_asr",
     "moss_transcribe_diarize", "fun_asr_nano", "omniasr", "vibevoice_asr", "qwen2_5_omni_thinker",
-    "qwen3_omni_moe_thinker", "gemma4", "gemma4_unified", "muse_spark", "phi4_multimodal", "apertus1p5",
+    "qwen3_omni_moe_thinker", "gemma3n", "gemma4", "gemma4:kv_shared", "gemma4_unified", "muse_spark",
+    "phi4_multimodal", "apertus1p5",
 )  # fmt: skip
 
 #: the entries refused, and what the error must name
 REFUSED = {
-    "gemma3n": "altup, laurel",  # AltUp's stacked predictions and LAuReL, and KV sharing
     "dots3_note": "implementation's name",  # the sparse-attention indexer runs only under eager/sdpa
     "higgs_audio_v2": "audio_input_layernorm, audio_mlp",  # the dual FFN of audio tokens
     "inkling_mm_model": "attn_sconv, mlp_sconv",  # convolution states beside attention

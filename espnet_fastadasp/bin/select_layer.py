@@ -146,11 +146,15 @@ def select_layer(
     t_start = time.perf_counter()
     device = "cuda" if ngpu > 0 else "cpu"
     s2t = Speech2Text(model_name_or_path, device=device, dtype=dtype, max_new_tokens=max_new_tokens)
-    num_layers = s2t.model.config.get_text_config().num_hidden_layers
+    # the layers that may reduce: all, or those before the first whose keys later layers reuse
+    num_layers = len(fa.reducible_layers(s2t.model))
     layers = list(candidate_layers) if candidate_layers else list(range(1, num_layers - 1))
     bad = [layer for layer in layers if not 0 <= layer < num_layers - 1]
     if bad:
-        raise ConfigError(f"candidate layers {bad} outside 0..{num_layers - 2} (the last layer is the reference)")
+        raise ConfigError(
+            f"candidate layers {bad} outside 0..{num_layers - 2} (layer {num_layers - 1}, the last that may reduce, "
+            "is the reference)"
+        )
     amount = {"flops_reduction": flops_reduction} if ratio is None else {"ratio": ratio}
     base = ReductionConfig(method=method, schedule="once", start_layer=0, **amount)
     calib = Calibration(Path(data_dir), s2t, num_utts)

@@ -88,6 +88,14 @@ class DecoderDims:
     num_kv_heads: int
     head_dim: int
     layers: tuple[LayerCost, ...] | None = None
+    #: the first layer that may not reduce (None: every layer may): with KV sharing, the first
+    #: layer whose keys later layers reuse, since those must see the same tokens it cached
+    reduce_before: int | None = None
+
+    @property
+    def stop_layer(self) -> int:
+        """One past the last layer that may reduce."""
+        return self.num_layers if self.reduce_before is None else self.reduce_before
 
     @classmethod
     def from_config(cls, cfg: Any) -> DecoderDims:
@@ -124,17 +132,21 @@ class DecoderDims:
         return self.layer(idx).decode(kv_len)
 
 
-def layer_ratios(schedule: str, ratio: float, start_layer: int, num_layers: int) -> list[float]:
-    """The fraction of the current audio tokens each layer removes."""
+def layer_ratios(
+    schedule: str, ratio: float, start_layer: int, num_layers: int, stop_layer: int | None = None
+) -> list[float]:
+    """The fraction of the current audio tokens each layer removes; no layer from ``stop_layer``
+    on removes anything (``decay`` reaches 0 at the last layer before it)."""
     out = [0.0] * num_layers
-    if start_layer >= num_layers:
+    stop = num_layers if stop_layer is None else min(stop_layer, num_layers)
+    if start_layer >= stop:
         return out
     if schedule == "constant":
-        for layer in range(start_layer, num_layers):
+        for layer in range(start_layer, stop):
             out[layer] = ratio
     elif schedule == "decay":
-        span = num_layers - 1 - start_layer
-        for layer in range(start_layer, num_layers):
+        span = stop - 1 - start_layer
+        for layer in range(start_layer, stop):
             out[layer] = ratio if span == 0 else ratio * (1 - (layer - start_layer) / span)
     elif schedule == "once":
         out[start_layer] = ratio
@@ -165,12 +177,13 @@ def plan_row(
     ratio: float,
     start_layer: int,
     num_layers: int,
+    stop_layer: int | None = None,
 ) -> RowPlan:
     """Removal counts per layer for one row (``audio_runs`` = number of separate audio clips)."""
     removals, audio_in, total_in = [], [], []
     audio, total = audio_tokens, total_tokens
     floor = min(audio_tokens, max(audio_runs, 1))
-    for r in layer_ratios(schedule, ratio, start_layer, num_layers):
+    for r in layer_ratios(schedule, ratio, start_layer, num_layers, stop_layer):
         k = min(int(audio * r), audio - floor) if r > 0 else 0
         audio_in.append(audio)
         total_in.append(total)
@@ -227,7 +240,9 @@ def solve_ratio(
     """
 
     def plan(r: float) -> RowPlan:
-        return plan_row(audio_tokens, total_tokens, audio_runs, schedule, r, start_layer, dims.num_layers)
+        return plan_row(
+            audio_tokens, total_tokens, audio_runs, schedule, r, start_layer, dims.num_layers, dims.reduce_before
+        )
 
     if target <= 0 or audio_tokens == 0:
         return plan(0.0)
@@ -263,12 +278,13 @@ def plan_batch(
     solved for ``flops_reduction``. An unreachable target raises (``unreachable: error``) or takes
     the most aggressive plan with a warning (``unreachable: max``), naming the row."""
     plans = []
+    stop = dims.reduce_before
     names = row_names or [f"batch row {i}" for i in range(len(audio_tokens))]
     for name, a, n, r in zip(names, audio_tokens, total_tokens, audio_runs):
         if config.is_noop or a == 0:
-            plans.append(plan_row(a, n, r, config.schedule, 0.0, config.start_layer, dims.num_layers))
+            plans.append(plan_row(a, n, r, config.schedule, 0.0, config.start_layer, dims.num_layers, stop))
         elif config.ratio is not None:
-            plans.append(plan_row(a, n, r, config.schedule, config.ratio, config.start_layer, dims.num_layers))
+            plans.append(plan_row(a, n, r, config.schedule, config.ratio, config.start_layer, dims.num_layers, stop))
         else:
             try:
                 plans.append(solve_ratio(dims, config.flops_reduction, a, n, r, config.schedule, config.start_layer))
@@ -276,5 +292,5 @@ def plan_batch(
                 if config.unreachable == "error":
                     raise ConfigError(f"{name}: {exc}") from None
                 logger.warning("%s: %s; using the most aggressive plan", name, exc)
-                plans.append(plan_row(a, n, r, config.schedule, 0.999999, config.start_layer, dims.num_layers))
+                plans.append(plan_row(a, n, r, config.schedule, 0.999999, config.start_layer, dims.num_layers, stop))
     return plans

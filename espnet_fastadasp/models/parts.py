@@ -42,13 +42,22 @@ class SpeechLMParts:
 
 
 def require_full_attention(parts: SpeechLMParts, path: str) -> None:
-    """Refuse a decoding path that builds its own full-attention masks on a model with
-    sliding-window layers (their caches hold only the window, and their masks need positions)."""
+    """Refuse a decoding path that builds its own full-attention masks and per-layer caches on a
+    model with sliding-window layers (their caches hold only the window, and their masks need
+    positions) or KV-sharing layers (they hold no cache and read another layer's)."""
     sliding = [i for i, w in enumerate(parts.windows) if w is not None]
     if sliding:
         raise UnsupportedModelError(
             f"{path} builds full-attention masks; decoder layers {sliding} use sliding-window attention: "
             "decode this model with plain generate"
+        )
+    shared = [
+        i for i, layer in enumerate(parts.layers) if getattr(getattr(layer, "self_attn", None), "is_kv_shared_layer", 0)
+    ]
+    if shared:
+        raise UnsupportedModelError(
+            f"{path} gives every layer a cache of its own; decoder layers {shared} reuse earlier layers' keys and "
+            "values (KV sharing): decode this model with plain generate"
         )
 
 

@@ -15,12 +15,18 @@ the split forward with the identity reduction against the layer's own forward (b
   ``h + norm(mlp(norm(h)))``; Gemma 4's mixture-of-experts branch beside the MLP, its per-layer
   input gate (a per-token input the layout brings to the shortened sequence) and its
   ``layer_scalar``; Muse Spark's learned residual gates in place of the two sums.
+* :class:`AltUpSandwich`: Gemma 3n, whose hidden states are a stack of AltUp predictions
+  ``(streams, B, T, C)``: the layer predicts, runs the sandwich-normed attention on the active
+  stream beside a LAuReL branch, then the MLP, then corrects every stream. The reduction merges
+  the residual and every stream's prediction with the same weights (one packed ``(B, T, C')``
+  tensor), so the correction and the per-layer input gate run on the shortened sequence.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,13 +112,49 @@ class SandwichNorm:
         return h if scalar is None else h * scalar
 
 
+@dataclass(frozen=True)
+class AltUpSandwich:
+    """Gemma 3n: AltUp predict, sandwich-normed attention + LAuReL on the active stream, MLP,
+    AltUp correct, the per-layer input on the streams after the first."""
+
+    def parts(self, layer: nn.Module) -> set[str]:
+        return SandwichNorm().parts(layer) | {"altup", "laurel"}
+
+    def attention_half(self, layer: nn.Module, hidden: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
+        """The residual after attention and LAuReL, packed with every stream's prediction as
+        ``(B, T, C * (1 + streams))``, so a merge averages them all with the same weights."""
+        predictions = layer.altup.predict(hidden)
+        active = predictions[layer.config.altup_active_idx]
+        normed = layer.input_layernorm(active)
+        laurel = layer.laurel(normed)
+        attn = layer.post_attention_layernorm(layer.self_attn(hidden_states=normed, **inputs)[0])
+        h = (active + attn + laurel) / math.sqrt(2)
+        streams = predictions.permute(1, 2, 0, 3).reshape(*h.shape[:-1], -1)
+        return torch.cat([h, streams], dim=-1)
+
+    def mlp_half(self, layer: nn.Module, packed: torch.Tensor, per_token: Callable[[str], Any]) -> torch.Tensor:
+        cfg = layer.config
+        width = packed.shape[-1] // (1 + cfg.altup_num_inputs)
+        h = packed[..., :width].contiguous()  # as the layer's own tensors: the same kernels, the same bits
+        predictions = packed[..., width:].reshape(*h.shape[:-1], cfg.altup_num_inputs, width).permute(2, 0, 1, 3)
+        ffw = layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(h)))
+        corrected = layer.altup.correct(predictions.contiguous(), h + ffw)
+        first = corrected[cfg.altup_active_idx].clone()
+        if cfg.altup_correct_scale:
+            first = layer.altup.scale_corrected_output(first)
+        first = layer.act_fn(layer.per_layer_input_gate(first)) * per_token("per_layer_input")
+        corrected[1:] += layer.post_per_layer_input_norm(layer.per_layer_projection(first))
+        return corrected
+
+
 ANATOMIES = (
+    AltUpSandwich(),
     SandwichNorm(),
     PreNorm("input_layernorm", "post_attention_layernorm"),
     PreNorm("attention_layernorm", "feedforward_layernorm"),
 )
 
-Anatomy = PreNorm | SandwichNorm
+Anatomy = PreNorm | SandwichNorm | AltUpSandwich
 
 
 def _computing_children(layer: nn.Module) -> set[str]:
@@ -145,8 +187,8 @@ def anatomy_of(layer: nn.Module, idx: int) -> Anatomy:
     )
     raise UnsupportedModelError(
         f"decoder layer {idx} ({type(layer).__name__}) does not match a layer structure token reduction can "
-        f"split exactly ({detail}); supported: pre-norm (norm -> attention -> residual -> norm -> MLP -> residual) "
-        "and Gemma's sandwich norms"
+        f"split exactly ({detail}); supported: pre-norm (norm -> attention -> residual -> norm -> MLP -> residual), "
+        "Gemma's sandwich norms and Gemma 3n's AltUp + LAuReL"
     )
 
 
@@ -155,10 +197,9 @@ def check_reducible(layers: nn.ModuleList, acts_on_hidden: bool) -> tuple[Anatom
     return each layer's anatomy (None where a KV method needs none).
 
     Every layer must be an attention layer (a shortened sequence reaches all later layers, and a
-    KV method shrinks every layer's cache); layers that share another layer's keys and values
-    (Gemma's KV sharing) would attend over a cache with a different token set than their queries;
-    a hidden-state method needs every layer to match an anatomy, since each one may run the
-    split forward or receive the shortened sequence."""
+    KV method shrinks every layer's cache); a hidden-state method needs every layer to match an
+    anatomy, since each one may run the split forward or receive the shortened sequence. Layers
+    that reuse another layer's keys and values are checked by :mod:`.kv_sharing`."""
     out = []
     for idx, layer in enumerate(layers):
         attn = getattr(layer, "self_attn", None)
@@ -169,12 +210,6 @@ def check_reducible(layers: nn.ModuleList, acts_on_hidden: bool) -> tuple[Anatom
                 f"decoder layer {idx}: {type(attn).__name__} computes differently depending on the attention "
                 "implementation's name (e.g. a sparse-attention indexer applied only under eager/sdpa); a reducing "
                 "layer runs it under its own recording implementation: not supported"
-            )
-        if getattr(attn, "is_kv_shared_layer", False):
-            raise UnsupportedModelError(
-                f"decoder layer {idx} ({type(layer).__name__}) reuses an earlier layer's keys and values "
-                "(KV sharing, num_kv_shared_layers > 0); a shortened sequence no longer lines up with them: "
-                "not supported"
             )
         out.append(anatomy_of(layer, idx) if acts_on_hidden else None)
     return tuple(out)

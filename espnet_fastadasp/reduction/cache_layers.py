@@ -47,15 +47,19 @@ class OwnMaskLayer:
         """Entries after the prompt, this step's excluded (always valid)."""
         raise NotImplementedError
 
-    def step_mask(self, q_len: int, implementation: str, dtype: torch.dtype) -> torch.Tensor | None:
-        """The attention mask of a decoding step of ``q_len`` new tokens, before they are cached.
+    def step_mask(
+        self, q_len: int, implementation: str, dtype: torch.dtype, cached: bool = False
+    ) -> torch.Tensor | None:
+        """The attention mask of a decoding step of ``q_len`` new tokens, before they are cached
+        (``cached``: already cached, as when a KV-sharing layer reads this layer's cache after
+        this layer ran the step).
 
         None when nothing is masked (one query, no padding): SDPA and eager read None as
         "attend to everything", and no mask kernels run in the decoding loop.
         """
         if q_len == 1 and not self.padded and self.window is None:
             return None
-        tail = self.generated + q_len
+        tail = self.generated + (0 if cached else q_len)
         key_valid = step_key_valid(self.prompt_valid, tail)
         window = None
         if self.window is not None:

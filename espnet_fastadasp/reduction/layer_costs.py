@@ -85,8 +85,11 @@ def layer_cost(layer: nn.Module, text_config: Any, window: int | None, owner: st
     )
 
 
-def decoder_dims(text_config: Any, layers: nn.ModuleList, windows: tuple[int | None, ...]) -> DecoderDims:
-    """The decoder's shape with each layer's cost read from its modules.
+def decoder_dims(
+    text_config: Any, layers: nn.ModuleList, windows: tuple[int | None, ...], reduce_before: int | None = None
+) -> DecoderDims:
+    """The decoder's shape with each layer's cost read from its modules; ``reduce_before``: the
+    first layer that may not reduce (KV sharing, see :mod:`.kv_sharing`).
 
     The uniform fields describe layer 0 (what a KV-cache size per token needs); where every
     layer costs what the uniform formula says, ``layers`` is left out, so a plain model's
@@ -103,6 +106,7 @@ def decoder_dims(text_config: Any, layers: nn.ModuleList, windows: tuple[int | N
         num_heads=heads,
         num_kv_heads=heads // kv_groups if kv_groups else heads,
         head_dim=head_dim,
+        reduce_before=reduce_before,
     )
     if all(c == uniform.layer(0) for c in costs):
         return uniform

@@ -51,6 +51,7 @@ from espnet_fastadasp.reduction.attention import (
     cudnn_attention_disabled,
 )
 from espnet_fastadasp.reduction.cache_layers import OwnMaskLayer, install_reduced_layers
+from espnet_fastadasp.reduction.kv_sharing import KVSharing, kv_sharing_of
 from espnet_fastadasp.reduction.layer_costs import decoder_dims
 from espnet_fastadasp.reduction.layer_forward import ReducingLayer, named_inputs, positional_names
 from espnet_fastadasp.reduction.prefill import PrefillLayout, prefill_stats, reducing_layers, start_layout
@@ -71,7 +72,9 @@ class ReductionHandle:
         #: each layer's structure (the split forward's halves); checked before any prefill
         self.anatomies = () if self.method is None else check_reducible(parts.layers, self.method.acts_on == "hidden")
         self.windows = parts.windows
-        self.dims = decoder_dims(parts.text_config, parts.layers, self.windows)
+        #: which layer's cache each layer reads (KV sharing): no reduction from the first reused on
+        self.sharing = kv_sharing_of(parts.layers) if self.method is not None else KVSharing.none(len(parts.layers))
+        self.dims = decoder_dims(parts.text_config, parts.layers, self.windows, self.sharing.reduce_before)
         self._positional = [positional_names(layer) for layer in parts.layers]
         self.stats: PrefillStats | None = None
         #: names of the next prefills' batch rows for error messages (utterance keys), set by callers
@@ -83,7 +86,7 @@ class ReductionHandle:
         self._hooks: list[Any] = []
         self._undo: list[Any] = []
         self._cudnn = contextlib.ExitStack()
-        self.reducing_layers = reducing_layers(config, self.method, self.dims.num_layers)
+        self.reducing_layers = reducing_layers(config, self.method, self.dims, self.sharing)
 
     def _install(self) -> None:
         dec = self.parts.decoder
@@ -166,18 +169,21 @@ class ReductionHandle:
             if self.layout is not None:
                 inputs = named_inputs(self._positional[idx], args[1:], kwargs, module)
                 inputs.pop("hidden_states", None)
-                if not self.layout.enter_layer(idx, inputs, self.parts.attn_implementation, hidden.dtype):
+                queries = hidden.shape[-2]  # (B, T, C), or Gemma 3n's (streams, B, T, C)
+                if not self.layout.enter_layer(idx, inputs, self.parts.attn_implementation, hidden.dtype, queries):
                     # unchanged, but by name: a reducing layer's split forward takes keywords only
                     return ((hidden,), inputs) if idx in self.layout.active else None
                 if torch.is_tensor(inputs.get(CACHE_POSITION_KWARG)):
-                    inputs[CACHE_POSITION_KWARG] = torch.arange(self.layout.valid.shape[1], device=hidden.device)
+                    width = self.layout.valid.shape[1]
+                    inputs[CACHE_POSITION_KWARG] = torch.arange(width - queries, width, device=hidden.device)
                 return (hidden,), inputs
             cache = cache_from_kwargs(kwargs)
             layers = getattr(cache, "layers", ())
-            if idx >= len(layers) or not isinstance(layers[idx], OwnMaskLayer):
+            source = self.sharing.sources[idx]  # a KV-sharing layer attends over its source's cache
+            if source >= len(layers) or not isinstance(layers[source], OwnMaskLayer):
                 return None
-            kwargs["attention_mask"] = layers[idx].step_mask(
-                hidden.shape[1], self.parts.attn_implementation, hidden.dtype
+            kwargs["attention_mask"] = layers[source].step_mask(
+                hidden.shape[-2], self.parts.attn_implementation, hidden.dtype, cached=source != idx
             )
             return args, kwargs
 
@@ -222,6 +228,13 @@ def apply(model: nn.Module, config: ReductionConfig | None = None, **overrides: 
             f"load the model with attn_implementation in {SUPPORTED_IMPLEMENTATIONS}"
         )
     handle = ReductionHandle(model, config, parts)
+    stop = handle.dims.stop_layer
+    if not config.is_noop and config.start_layer >= stop:
+        raise ConfigError(
+            f"start_layer={config.start_layer}, but layers {stop}.. of this decoder may not reduce: from layer {stop} "
+            "on, later layers reuse the keys and values earlier layers cached (KV sharing), which must belong to the "
+            f"tokens those layers see; choose a start_layer below {stop}"
+        )
     handle._install()
     _APPLIED[model] = handle
     logger.debug(

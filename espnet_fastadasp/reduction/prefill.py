@@ -33,6 +33,7 @@ from espnet_fastadasp.core.methods import ReductionMethod
 from espnet_fastadasp.core.ops import gather_slots, merge_rows, slot_sources
 from espnet_fastadasp.core.stats import PrefillStats, RowStats
 from espnet_fastadasp.models.parts import UnsupportedModelError, audio_runs
+from espnet_fastadasp.reduction.kv_sharing import KVSharing
 from espnet_fastadasp.reduction.masks import KeyWindow, attention_mask_for
 
 #: per-token inputs a decoder hands its layers for the whole prompt, which a shortened layout
@@ -73,7 +74,8 @@ class PrefillLayout:
     #: share of that slot's weighted mean, and the slots' count (what per-token inputs follow)
     merged: tuple[torch.Tensor, torch.Tensor, int] | None = None
     last_merge: tuple[torch.Tensor, torch.Tensor, int] | None = None  # (dest, weight, out_len) of the newest
-    _masks: dict[int | None, Any] = field(default_factory=dict)  # window size -> mask of the current layout
+    kv_sources: tuple[int, ...] = ()  # per layer: the layer whose cache its attention reads (KV sharing)
+    _masks: dict[tuple[int | None, int], Any] = field(default_factory=dict)  # (window, queries) -> mask
     _gathered: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # id(given) -> (given, gathered)
 
     @classmethod
@@ -85,6 +87,7 @@ class PrefillLayout:
         acts_on: str,
         seed: int,
         windows: tuple[int | None, ...] = (),
+        kv_sources: tuple[int, ...] = (),
     ) -> PrefillLayout:
         """The layout before layer 0, for a method that ``acts_on`` "hidden" or "kv" (see
         :mod:`.methods`). A KV method evicts, at layer l, what the hidden-state
@@ -118,6 +121,7 @@ class PrefillLayout:
             valid=valid,
             origin=torch.arange(valid.shape[1], device=device).expand(valid.shape).contiguous(),
             windows=tuple(windows) or (None,) * num_layers,
+            kv_sources=tuple(kv_sources),
             padded=any(p.total_in[0] != valid.shape[1] for p in plans),
         )
 
@@ -134,24 +138,34 @@ class PrefillLayout:
         """The prompt's width before any reduction (the layout layer 0 saw)."""
         return self.entered[0][1].shape[1] if self.entered else self.valid.shape[1]
 
-    def enter_layer(self, idx: int, inputs: dict[str, Any], implementation: str, dtype: torch.dtype) -> bool:
+    def reuses(self, idx: int) -> bool:
+        """Whether layer ``idx`` reads another layer's keys and values (KV sharing): it holds no cache."""
+        return bool(self.kv_sources) and self.kv_sources[idx] != idx
+
+    def enter_layer(
+        self, idx: int, inputs: dict[str, Any], implementation: str, dtype: torch.dtype, queries: int | None = None
+    ) -> bool:
         """Record what enters layer ``idx``; once shortened, give it the layout's mask, rotary
         embeddings, positions and per-token inputs in ``inputs`` (the layer's arguments by name).
-        Returns whether ``inputs`` changed."""
+        ``queries``: the length of the hidden states it gets, when the model keeps only the last
+        tokens' (Gemma 4 from its first KV-sharing layer on, see :meth:`_enter_tail`). Returns
+        whether ``inputs`` changed."""
         self.entered.append((self.audio, self.valid))
         if not self.shortened:
             return False
-        self.kv_valid[idx] = self.valid
-        self.kv_origin[idx] = self.origin
+        if not self.reuses(idx):
+            self.kv_valid[idx] = self.valid
+            self.kv_origin[idx] = self.origin
+        width = self.valid.shape[1]
+        if queries is not None and queries != width:
+            self._enter_tail(idx, inputs, implementation, dtype, queries)
+            return True
         window = self.key_window(idx)
         if implementation == "sdpa" and not self.padded and window is None:
             # no padding: SDPA's causal kernel (is_causal, no mask) skips the masked half of the scores
             inputs["attention_mask"] = None
         else:
-            size = None if window is None else window.size
-            if size not in self._masks:
-                self._masks[size] = attention_mask_for(self.valid, self.valid.shape[1], implementation, dtype, window)
-            inputs["attention_mask"] = self._masks[size]
+            inputs["attention_mask"] = self._mask(window, width, implementation, dtype)
         for name in ("position_embeddings", "position_ids"):
             if inputs.get(name) is not None:
                 inputs[name] = self._at_slots(inputs[name], positions=name == "position_embeddings")
@@ -165,6 +179,28 @@ class PrefillLayout:
                     "does not shorten; not supported"
                 )
         return True
+
+    def _mask(self, window: KeyWindow | None, queries: int, implementation: str, dtype: torch.dtype) -> Any:
+        """The mask of the last ``queries`` slots over the current layout (built once per layout)."""
+        key = (None if window is None else window.size, queries)
+        if key not in self._masks:
+            self._masks[key] = attention_mask_for(self.valid, queries, implementation, dtype, window)
+        return self._masks[key]
+
+    def _enter_tail(self, idx: int, inputs: dict[str, Any], implementation: str, dtype: torch.dtype, q: int) -> None:
+        """Layer ``idx`` gets only the last ``q`` slots' hidden states (the model dropped the
+        others' queries: its later layers only read keys stored earlier). Those slots must hold
+        the prompt's last ``q`` tokens unmerged, as they do (text after the audio); then the
+        positions and per-token inputs the model sliced for them are already right, and only the
+        mask (the last ``q`` queries over the shortened keys) is ours."""
+        T0 = self.entered_width
+        tail = torch.arange(T0 - q, T0, device=self.origin.device)
+        if q > self.valid.shape[1] or not bool(((self.origin[:, -q:] == tail) & self.valid[:, -q:]).all()):
+            raise UnsupportedModelError(
+                f"decoder layer {idx} gets the hidden states of the last {q} slots only, and they do not hold the "
+                f"prompt's last {q} tokens unreduced: not supported"
+            )
+        inputs["attention_mask"] = self._mask(self.key_window(idx), q, implementation, dtype)
 
     def _at_slots(self, given: Any, positions: bool) -> Any:
         """``given`` (the decoder's tensors for the whole prompt, one per layer type) taken at the
@@ -229,14 +265,18 @@ def _int64(value: int) -> int:
     return value & 0x7FFF_FFFF_FFFF_FFFF
 
 
-def reducing_layers(config: ReductionConfig, method: ReductionMethod | None, num_layers: int) -> list[int]:
-    """The layers whose forward may reduce under ``config`` (none for a no-op config)."""
+def reducing_layers(
+    config: ReductionConfig, method: ReductionMethod | None, dims: DecoderDims, sharing: KVSharing | None = None
+) -> list[int]:
+    """The layers whose forward may reduce under ``config`` (none for a no-op config): a KV
+    method evicts after the first planned layer, from every layer that holds a cache."""
     if config.is_noop:
         return []
-    ratios = layer_ratios(config.schedule, 0.5, config.start_layer, num_layers)
+    num_layers = dims.num_layers
+    ratios = layer_ratios(config.schedule, 0.5, config.start_layer, num_layers, dims.reduce_before)
     layers = [i for i, r in enumerate(ratios) if r > 0]
     if method.acts_on == "kv" and layers:  # a cache holds what entered its layer: evict after
-        layers = list(range(layers[0] + 1, num_layers))
+        layers = [i for i in range(layers[0] + 1, num_layers) if sharing is None or not sharing.reuses(i)]
     return layers
 
 
@@ -251,7 +291,7 @@ def start_layout(
     """The layout of a prefill of ``shape`` (batch, length) from the prompt's ``input_ids`` and
     2-D attention mask: where the audio is, each row's plan. ``handle``: the
     :class:`~espnet_fastadasp.reduction.patch.ReductionHandle` (its parts, config, method, per-layer
-    costs and windows). None for a no-op config whose prompt cannot be read (nothing to reduce,
+    costs, windows and KV sharing). None for a no-op config whose prompt cannot be read (nothing to reduce,
     so nothing to refuse)."""
     parts, config, method, dims = handle.parts, handle.config, handle.method, handle.dims
     if ids is None or tuple(ids.shape) != tuple(shape):
@@ -271,7 +311,7 @@ def start_layout(
         dims, config, audio.sum(-1).tolist(), valid.sum(-1).tolist(), audio_runs(audio).tolist(), row_names=names
     )
     acts_on = method.acts_on if method is not None else "hidden"
-    return PrefillLayout.start(audio, valid, plans, acts_on, config.seed, handle.windows)
+    return PrefillLayout.start(audio, valid, plans, acts_on, config.seed, handle.windows, handle.sharing.sources)
 
 
 def _assign(
@@ -351,6 +391,7 @@ def prefill_stats(layout: PrefillLayout, dims: DecoderDims, config: ReductionCon
         total_out = total_in[1:] + [final_total[b]]
         # a layer's cache holds what entered it, less what a KV method evicted from it
         kv = [kv_counts[i][b] if i in kv_counts else total_in[i] for i in range(L)]
+        kv = [kv[src] for src in layout.kv_sources] if layout.kv_sources else kv  # a reusing layer reads its source
         rows.append(
             RowStats(
                 audio_tokens=audio_in,
