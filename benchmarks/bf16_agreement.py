@@ -75,8 +75,8 @@ def get_parser() -> argparse.ArgumentParser:
         "batch size); 0: all")
     p.add_argument("--max_new_tokens", type=int, default=96, help="as conf/decode.yaml")
     p.add_argument(
-        "--compile_dtypes", nargs="+", default=["bfloat16"], help="dtypes also decoded with static_compile (its "
-        "float32 tokens are tested with aot_eager in test/test_static_decoding.py)")
+        "--compile_dtypes", nargs="+", default=["float32", "bfloat16"], help="dtypes also decoded with "
+        "static_compile (in float32 its tokens must be plain generate's, as every path's)")
     p.add_argument("--compile_backend", default="inductor")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--output", type=Path, required=True, help="writes OUTPUT.json and OUTPUT.md")
@@ -371,15 +371,11 @@ WHY = [
     "the prefill (`static` takes the first token from the prefill, as plain generate does);",
     "- `static_compile`: inductor fuses each step's elementwise work (RMSNorm, rotary, SiLU x up, the "
     "softmax) and keeps the intermediates of a fused kernel in float32 where eager rounds every "
-    "operator's output to bf16. Its large difference at beam 5 with the reduction (4 of 16) is not a "
-    "bf16 effect: in float32 the inductor-compiled step gives the same 4 of 16 on asr_test at beam 5 "
-    "with `fastadasp_constant@0.5`, while with `aot_eager` (the same traced graph, eager kernels) it "
-    "gives 16 of 16, and inductor gives 16 of 16 at beam 1 and at beam 5 without reduction (2026-12-07: "
-    "`--test_sets asr_test --beams 5 --reductions fastadasp_constant@0.5 --paths hf static_compile "
-    "--dtypes float32 --compile_dtypes float32 [--compile_backend aot_eager]`): something in inductor's "
-    "code for the beam step over reduced per-layer caches (the search's top-k over beams x vocabulary, "
-    "the reorder of the generated buffers, or the masks of rows reduced to different lengths) decides "
-    "otherwise than eager; to be found in the static path;",
+    "operator's output to bf16. An earlier run (2026-12-07) found inductor's step with the beam "
+    "reorder inside deciding otherwise than eager in float32 too (4 of 16 on asr_test at beam 5 with "
+    "`fastadasp_constant@0.5`; `aot_eager` and unfused inductor agreed): the reorder of the generated "
+    "buffers now runs between the compiled parts (`generation/static_decoding.py: _reorder_generated`), "
+    "and the float32 rows above check it;",
     "- plain generate at beam 5 prefills each prompt once per beam (5 identical rows); the other paths "
     "once. At beam 5 the first differing step is that of the final best hypothesis: beam search may "
     "re-rank, so a difference at step 0 need not be a different first choice;",

@@ -86,3 +86,15 @@ def test_runs_on_the_mini_benchmark(agreement, mini_test_sets, tmp_path):
     assert {r["path"] for r in data["rows"]} == paths | {f"{p} vs float32" for p in paths | {"hf"}}
     assert all(r["utts"] == 2 for r in data["rows"])
     assert "(shared, static_eager) gives plain generate's tokens: **yes**" in out.with_suffix(".md").read_text()
+
+
+def test_compiled_static_step_gives_generates_tokens_at_beam_5(agreement, mini_test_sets, tmp_path):
+    """The inductor-compiled static step, beam 5 with a reduction, in float32: plain generate's
+    tokens (with the beam reorder inside the compiled graph, inductor's fused step decided
+    otherwise on these utterances; the script exits 1 when float32 differs)."""
+    out = tmp_path / "agree"
+    argv = ["--output", str(out), "--test_sets", "asr_test", "--num_utts", "4", "--beams", "5"]
+    argv += ["--reductions", "fastadasp_constant@0.5", "--paths", "hf", "static_compile"]
+    argv += ["--dtypes", "float32", "--compile_dtypes", "float32"]
+    assert agreement.main(argv) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["float32_identical"]

@@ -8,7 +8,8 @@ its stop check each step), and on a GPU that work, not the bytes a step reads, i
 decoding step. Here one step is one function of fixed shapes that does everything (the
 decoder's forward over one token per row, the LM head, the search's choice, the beam reorder of
 the generated part, the write index), so it can be captured once as a ``torch.cuda.CUDAGraph``
-and replayed, or compiled with ``torch.compile``; the host only checks every ``check_every``
+and replayed, or compiled with ``torch.compile`` (the beam reorder then runs between the
+compiled parts, see :func:`_reorder_generated`); the host only checks every ``check_every``
 steps whether the search has ended.
 
 What a call does:
@@ -128,9 +129,21 @@ class DecodeStep:
         logits = self.head(out.last_hidden_state[:, -1]).float()
         self.search.select(logits)
         if self.reorder:
-            self.cache.reorder_generated(self.search.beam_idx)
+            _reorder_generated(self.cache, self.search.beam_idx)
         self.cache.end_step()
         self.positions.add_(1)
+
+
+@torch.compiler.disable
+def _reorder_generated(cache: StaticStepCache, beam_idx: torch.Tensor) -> None:
+    """The beam reorder of the generated buffers, kept out of a compiled step (one graph break).
+
+    Why: with the reorder inside, inductor's fused step (torch 2.13, CPU) decoded otherwise than
+    the same step run eagerly, in float32, at beam 5 with a reduction (the mini benchmark's
+    asr_test); ``aot_eager``, ``max_fusion_size=1``, or the reorder or the search run eagerly all
+    gave eager's tokens, a scratch buffer for the reorder did not (``benchmarks/bf16_agreement.py``
+    checks it). Eager and captured steps are unaffected."""
+    cache.reorder_generated(beam_idx)
 
 
 def step_runner(
