@@ -74,7 +74,8 @@ class PrefillLayout:
     #: share of that slot's weighted mean, and the slots' count (what per-token inputs follow)
     merged: tuple[torch.Tensor, torch.Tensor, int] | None = None
     last_merge: tuple[torch.Tensor, torch.Tensor, int] | None = None  # (dest, weight, out_len) of the newest
-    kv_sources: tuple[int, ...] = ()  # per layer: the layer whose cache its attention reads (KV sharing)
+    sharing: KVSharing | None = None  # which layer's cache each layer's attention reads (KV sharing)
+    _tail_checked: set[int] = field(default_factory=set)  # query counts whose tail slots were checked
     _masks: dict[tuple[int | None, int], Any] = field(default_factory=dict)  # (window, queries) -> mask
     _gathered: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # id(given) -> (given, gathered)
 
@@ -87,7 +88,7 @@ class PrefillLayout:
         acts_on: str,
         seed: int,
         windows: tuple[int | None, ...] = (),
-        kv_sources: tuple[int, ...] = (),
+        sharing: KVSharing | None = None,
     ) -> PrefillLayout:
         """The layout before layer 0, for a method that ``acts_on`` "hidden" or "kv" (see
         :mod:`.methods`). A KV method evicts, at layer l, what the hidden-state
@@ -121,7 +122,7 @@ class PrefillLayout:
             valid=valid,
             origin=torch.arange(valid.shape[1], device=device).expand(valid.shape).contiguous(),
             windows=tuple(windows) or (None,) * num_layers,
-            kv_sources=tuple(kv_sources),
+            sharing=sharing,
             padded=any(p.total_in[0] != valid.shape[1] for p in plans),
         )
 
@@ -138,10 +139,6 @@ class PrefillLayout:
         """The prompt's width before any reduction (the layout layer 0 saw)."""
         return self.entered[0][1].shape[1] if self.entered else self.valid.shape[1]
 
-    def reuses(self, idx: int) -> bool:
-        """Whether layer ``idx`` reads another layer's keys and values (KV sharing): it holds no cache."""
-        return bool(self.kv_sources) and self.kv_sources[idx] != idx
-
     def enter_layer(
         self, idx: int, inputs: dict[str, Any], implementation: str, dtype: torch.dtype, queries: int | None = None
     ) -> bool:
@@ -153,7 +150,7 @@ class PrefillLayout:
         self.entered.append((self.audio, self.valid))
         if not self.shortened:
             return False
-        if not self.reuses(idx):
+        if self.sharing is None or not self.sharing.reuses(idx):  # a reusing layer holds no cache
             self.kv_valid[idx] = self.valid
             self.kv_origin[idx] = self.origin
         width = self.valid.shape[1]
@@ -192,14 +189,17 @@ class PrefillLayout:
         others' queries: its later layers only read keys stored earlier). Those slots must hold
         the prompt's last ``q`` tokens unmerged, as they do (text after the audio); then the
         positions and per-token inputs the model sliced for them are already right, and only the
-        mask (the last ``q`` queries over the shortened keys) is ours."""
-        T0 = self.entered_width
-        tail = torch.arange(T0 - q, T0, device=self.origin.device)
-        if q > self.valid.shape[1] or not bool(((self.origin[:, -q:] == tail) & self.valid[:, -q:]).all()):
-            raise UnsupportedModelError(
-                f"decoder layer {idx} gets the hidden states of the last {q} slots only, and they do not hold the "
-                f"prompt's last {q} tokens unreduced: not supported"
-            )
+        mask (the last ``q`` queries over the shortened keys) is ours. Checked once per layout
+        (one host sync), not at each of the layers that follow."""
+        if q not in self._tail_checked:
+            T0 = self.entered_width
+            tail = torch.arange(T0 - q, T0, device=self.origin.device)
+            if q > self.valid.shape[1] or not bool(((self.origin[:, -q:] == tail) & self.valid[:, -q:]).all()):
+                raise UnsupportedModelError(
+                    f"decoder layer {idx} gets the hidden states of the last {q} slots only, and they do not hold "
+                    f"the prompt's last {q} tokens unreduced: not supported"
+                )
+            self._tail_checked.add(q)
         inputs["attention_mask"] = self._mask(self.key_window(idx), q, implementation, dtype)
 
     def _at_slots(self, given: Any, positions: bool) -> Any:
@@ -257,6 +257,7 @@ class PrefillLayout:
         self.origin = gather_slots(self.origin, src, fill=0)
         self._masks.clear()
         self._gathered.clear()
+        self._tail_checked.clear()
         self.shortened = True
 
 
@@ -311,7 +312,7 @@ def start_layout(
         dims, config, audio.sum(-1).tolist(), valid.sum(-1).tolist(), audio_runs(audio).tolist(), row_names=names
     )
     acts_on = method.acts_on if method is not None else "hidden"
-    return PrefillLayout.start(audio, valid, plans, acts_on, config.seed, handle.windows, handle.sharing.sources)
+    return PrefillLayout.start(audio, valid, plans, acts_on, config.seed, handle.windows, handle.sharing)
 
 
 def _assign(
@@ -391,7 +392,8 @@ def prefill_stats(layout: PrefillLayout, dims: DecoderDims, config: ReductionCon
         total_out = total_in[1:] + [final_total[b]]
         # a layer's cache holds what entered it, less what a KV method evicted from it
         kv = [kv_counts[i][b] if i in kv_counts else total_in[i] for i in range(L)]
-        kv = [kv[src] for src in layout.kv_sources] if layout.kv_sources else kv  # a reusing layer reads its source
+        if layout.sharing is not None:  # a reusing layer reads its source's cache
+            kv = [kv[src] for src in layout.sharing.sources]
         rows.append(
             RowStats(
                 audio_tokens=audio_in,
