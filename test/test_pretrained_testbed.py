@@ -205,11 +205,19 @@ def test_projector_training_runs_and_resumes(checkpoint, tmp_path):
     from espnet_fastadasp.pretrained.train_projector import ProjectorTrainConfig, Trainer
 
     data = _data_dir(tmp_path / "data", 3)
+    # a sparse-task utterance: its answer is a label, its CTC target the words spoken (meta.jsonl)
+    (data / "text").write_text((data / "text").read_text().replace("asr_train_000002 flower base ten", "asr_train_000002 yes"))
+    meta = {"utt": "asr_train_000002", "task": "keyword", "sentences": ["flower base ten"]}
+    (data / "meta.jsonl").write_text(json.dumps(meta) + "\n")
     cfg = ProjectorTrainConfig(
         train_dirs=[str(data)], output_dir=str(tmp_path / "exp"), model_dir=str(checkpoint),
-        batch_size=2, ctc_warmup_batch_size=2, ctc_warmup_steps=2, max_steps=1, save_every=1, log_every=1, warmup_steps=1,
+        batch_size=3, ctc_warmup_batch_size=2, ctc_warmup_steps=2, max_steps=1, save_every=1, log_every=1, warmup_steps=1,
+        lora_rank=2, lora_targets=["q_proj", "down_proj"],
     )
     trainer = Trainer(cfg)
+    assert [u.task for u in trainer.utts] == ["asr", "asr", "keyword"] and trainer.utts[2].answer == "yes"
+    assert trainer.batcher.decode_prompt(trainer.utts[2]).endswith("Is the word garden spoken in the audio? Answer yes or no.<|im_end|>\n<|im_start|>assistant\n")
+    assert trainer.targets[2] == trainer.batcher.encode("flower base ten")
     before = trainer.projector.linear.weight.detach().clone()
     trainer.run()
     out = tmp_path / "exp"
@@ -218,6 +226,13 @@ def test_projector_training_runs_and_resumes(checkpoint, tmp_path):
     assert all(np.isfinite(r["loss"]) for r in rows)
     assert not torch.equal(trainer.projector.linear.weight, before)
     assert (out / "projector.safetensors").is_file() and (out / "loss.png").is_file()
+    from safetensors import safe_open
+
+    with safe_open(str(out / "projector.safetensors"), framework="pt") as f:
+        keys, meta = set(f.keys()), f.metadata()
+    assert {"linear.weight", "linear.bias", "lora.layers.0.self_attn.q_proj.A", "lora.layers.29.mlp.down_proj.B"} <= keys
+    assert meta["lora_scale"] == repr(cfg.lora_alpha / 2) and meta["step"] == "3"
+    assert any(b.abs().max() > 0 for b in trainer.lora.b.values())  # the joint step trained the adapters
     # the cached encoder outputs are those of the model's own forward (masked 30 s windows, pooled)
     cache = torch.load(out / "encoder_outputs.pt")
     assert sorted(cache) == [f"asr_train_{i:06d}" for i in range(3)]
@@ -231,6 +246,7 @@ def test_projector_training_runs_and_resumes(checkpoint, tmp_path):
     again = Trainer(cfg)
     assert again.step == 3
     torch.testing.assert_close(again.projector.linear.weight, trainer.projector.linear.weight)
+    torch.testing.assert_close(dict(again.lora.named_parameters()), dict(trainer.lora.named_parameters()))
     again.run()
     assert again.step == 4
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
@@ -255,6 +271,76 @@ def test_trained_projector_goes_into_the_assembled_model(assembled, tmp_path):
         assert torch.all(model.model.multi_modal_projector.linear.weight == 0.5)
     finally:
         model.model.multi_modal_projector.load_state_dict(saved)
+
+
+def test_cropped_encoder_gives_the_models_own_outputs(assembled):
+    """The training cache runs the encoder on the valid frames only; it must give the full forward's tokens."""
+    from espnet_fastadasp.models.tiny import synthetic_audio
+    from espnet_fastadasp.pretrained.train_projector import encode_windows, encode_windows_full
+
+    model, processor = assembled
+    waves = [synthetic_audio(s, seed=i) for i, s in enumerate((1.3, 7.9, 30.0))]
+    cropped, full = encode_windows(model, processor, waves), encode_windows_full(model, processor, waves)
+    assert [len(c) for c in cropped] == [len(f) for f in full] == [32, 197, 750]
+    for c, f in zip(cropped, full):  # float16 caches: one rounding step apart at most
+        torch.testing.assert_close(c.float(), f.float(), atol=2e-2, rtol=2e-3)
+
+
+def test_lora_hooks_equal_the_merged_weights(assembled, tmp_path):
+    """Training adds LoRA through hooks; assembly merges it into the weights: both give the same logits,
+    and a fresh adapter (B = 0) leaves the model exactly as assembled."""
+    from safetensors.torch import save_file
+
+    from espnet_fastadasp.pretrained.lora import LoRAAdapters, merge_lora
+
+    model, _ = assembled
+    ids = torch.tensor([[1, 504, 3100, 28, 49153, 49153, 9, 2]])
+    with torch.no_grad():
+        plain = model(input_ids=ids).logits
+        lora = LoRAAdapters(model, rank=2, alpha=4.0, targets=["q_proj", "down_proj"], seed=0)
+        assert len(lora.names) == 2 * model.config.text_config.num_hidden_layers
+        lora.attach(model)
+        assert torch.equal(model(input_ids=ids).logits, plain)
+        for b in lora.b.values():
+            b.normal_(std=0.05)
+        hooked = model(input_ids=ids).logits
+        lora.detach()
+        assert torch.equal(model(input_ids=ids).logits, plain)
+        assert (hooked - plain).abs().max() > 1e-3
+    saved = {n: p.detach().clone() for n, p in model.model.language_model.named_parameters()}
+    proj = A.projector_state(model)
+    try:
+        path = tmp_path / "trained.safetensors"
+        save_file({**proj, **lora.state()}, str(path), metadata={"lora_scale": repr(lora.scale)})
+        A.load_projector(model, path)
+        with torch.no_grad():
+            torch.testing.assert_close(model(input_ids=ids).logits, hooked, atol=2e-4, rtol=1e-4)
+        save_file({**proj, **lora.state()}, str(path))
+        with pytest.raises(ValueError, match="lora_scale"):
+            A.load_projector(model, path)
+        with pytest.raises(ValueError, match="no such linear layer"):
+            merge_lora(model, {"lora.layers.99.mlp.down_proj.A": torch.zeros(1), "lora.layers.99.mlp.down_proj.B": torch.zeros(1)}, 1.0)
+        with pytest.raises(ValueError, match="needs both A and B"):
+            merge_lora(model, {"lora.layers.0.mlp.down_proj.A": torch.zeros(2, 1536)}, 1.0)
+    finally:
+        with torch.no_grad():
+            for n, p in model.model.language_model.named_parameters():
+                p.copy_(saved[n])
+    with pytest.raises(ValueError, match="no linear layer"):
+        LoRAAdapters(model, rank=2, alpha=4.0, targets=["nope"])
+    with pytest.raises(ValueError, match="rank"):
+        LoRAAdapters(model, rank=0, alpha=4.0, targets=["q_proj"])
+
+
+def test_task_prompts():
+    from espnet_fastadasp.pretrained.train_projector import ASR_PROMPT, TASK_INSTRUCTIONS, task_prompt
+    from espnet_fastadasp.recipes import synth_long
+
+    assert set(TASK_INSTRUCTIONS) == set(synth_long.TASKS)
+    assert task_prompt("asr") == task_prompt("lasr") == ASR_PROMPT
+    assert "garden" in task_prompt("keyword") and "{audio}" in task_prompt("prosody")
+    with pytest.raises(ValueError, match="task 'emotion'"):
+        task_prompt("emotion")
 
 
 # --- the recipe's helpers ------------------------------------------------------------------------

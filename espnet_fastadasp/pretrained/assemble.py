@@ -276,11 +276,24 @@ def projector_state(model: Any) -> dict[str, torch.Tensor]:
 
 
 def load_projector(model: Any, path: str | Path) -> None:
-    """Put a trained projector (a safetensors file of :func:`projector_state`) into an assembled model."""
+    """Put trained parameters into an assembled model: the projector (:func:`projector_state`'s keys)
+    and, where the file has them, LoRA adapters of the decoder (``lora.*``, merged into the weights
+    with the ``lora_scale`` of the file's metadata; see :mod:`espnet_fastadasp.pretrained.lora`)."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
+    from espnet_fastadasp.pretrained.lora import PREFIX, merge_lora
+
     state = load_file(str(path))
-    model.model.multi_modal_projector.load_state_dict(state, strict=True)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    lora = {k: v for k, v in state.items() if k.startswith(PREFIX)}
+    proj = {k: v for k, v in state.items() if not k.startswith(PREFIX)}
+    model.model.multi_modal_projector.load_state_dict(proj, strict=True)
+    if lora:
+        if "lora_scale" not in meta:
+            raise ValueError(f"{path}: has LoRA tensors but no lora_scale in its metadata")
+        merge_lora(model, lora, float(meta["lora_scale"]))
 
 
 def write_checkpoint(model: Any, processor: Any, out_dir: str | Path, provenance: dict[str, Any] | None = None) -> Path:

@@ -47,16 +47,42 @@ from tqdm import tqdm
 from espnet_fastadasp.decoding.data import AudioReader, read_key_value, split_windows
 from espnet_fastadasp.models.parts import audio_tokens_for
 from espnet_fastadasp.pretrained.assemble import AUDIO_TOKENS, SYSTEM_PROMPT
+from espnet_fastadasp.pretrained.lora import LoRAAdapters
+from espnet_fastadasp.recipes import synth_long
 from espnet_fastadasp.recipes.train import pad_rows
 
 logger = logging.getLogger(__name__)
 
 ASR_INSTRUCTION = "Transcribe the audio."
-# one line, as a recipe's prompt file holds it ("\n" written as backslash-n; {audio}: the clips)
-ASR_PROMPT = (
-    "<|im_start|>system\\n" + SYSTEM_PROMPT + "<|im_end|>\\n<|im_start|>user\\n{audio}\\n"
-    + ASR_INSTRUCTION + "<|im_end|>\\n<|im_start|>assistant\\n"
-)
+# What the model is asked, per task of the long testbed (espnet_fastadasp.recipes.synth_long.TASKS):
+# the training prompts and the test sets' prompt files (bin/slam_recipe prompts) use the same text.
+TASK_INSTRUCTIONS: dict[str, str] = {
+    "asr": ASR_INSTRUCTION,
+    "lasr": ASR_INSTRUCTION,
+    "keyword": f"Is the word {synth_long.KEYWORD} spoken in the audio? Answer yes or no.",
+    "prosody": "Is the voice low or high, and is the speech slow or fast? Answer low or high, then slow or fast.",
+    "samespk": "Are the two sentences spoken by the same speaker or by different speakers? Answer same or different.",
+    "spkid": f"Which speaker is this? Answer spk01 to spk{synth_long.NUM_SPKID:02d}.",
+}
+
+
+def chat_prompt(instruction: str) -> str:
+    """SmolLM2's chat format around the audio, in one line as a recipe's prompt file holds it
+    ("\\n" written as backslash-n; ``{audio}``: where the clips go)."""
+    return (
+        "<|im_start|>system\\n" + SYSTEM_PROMPT + "<|im_end|>\\n<|im_start|>user\\n{audio}\\n"
+        + instruction + "<|im_end|>\\n<|im_start|>assistant\\n"
+    )
+
+
+def task_prompt(task: str) -> str:
+    """The chat prompt of one task of the long testbed; an unknown task is an error naming the known ones."""
+    if task not in TASK_INSTRUCTIONS:
+        raise ValueError(f"task {task!r}: no instruction; known: {', '.join(TASK_INSTRUCTIONS)}")
+    return chat_prompt(TASK_INSTRUCTIONS[task])
+
+
+ASR_PROMPT = chat_prompt(ASR_INSTRUCTION)
 
 
 @dataclass
@@ -80,15 +106,21 @@ class ProjectorTrainConfig:
     threads: int | None = None
     max_utts_per_dir: int | None = None
     encode_batch: int = 4  # 30 s windows per encoder call while precomputing
-    prompt: str = ASR_PROMPT
+    # LoRA on the decoder's linear layers (0: projector only); see espnet_fastadasp.pretrained.lora
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_targets: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    lora_lr: float = 5e-4
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "ctc_warmup_batch_size", "save_every", "log_every", "encode_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be at least 1")
-        if "{audio}" not in self.prompt:
-            raise ValueError("prompt: must contain {audio}")
+        if self.lora_rank < 0:
+            raise ValueError(f"lora_rank={self.lora_rank!r}: must be 0 (no LoRA) or more")
 
 
 @dataclass
@@ -97,6 +129,8 @@ class Utterance:
     feats: torch.Tensor  # (sum of clip lengths, d_model) float16: the encoder's output, valid tokens only
     clip_lengths: list[int]
     answer: str
+    task: str = "asr"
+    spoken: str = ""  # the words spoken (the CTC target; for a sparse task the answer is a label)
 
 
 # --- encoder outputs, once -------------------------------------------------------------------
@@ -104,7 +138,39 @@ class Utterance:
 
 @torch.no_grad()
 def encode_windows(model: Any, processor: Any, waves: list[np.ndarray]) -> list[torch.Tensor]:
-    """The encoder's output for each 30 s window, its valid audio tokens only (as the model's forward computes it)."""
+    """The encoder's output for each 30 s window, its valid audio tokens only (as the model's forward computes it).
+
+    Cropped: the encoder runs on the longest window's valid frames (+ the two the convolutions
+    look ahead), not on all 3,000. That gives the model's own outputs for the valid tokens (their
+    attention masks the padding, so it never reached them; ``test_pretrained_testbed`` checks the
+    two agree) at a fraction of the cost, which matters when thousands of utterances are cached.
+    """
+    from transformers.masking_utils import create_bidirectional_mask
+
+    fe = processor.feature_extractor
+    feats = fe(waves, sampling_rate=fe.sampling_rate, return_attention_mask=True, padding="max_length", return_tensors="pt")
+    tower = model.model.audio_tower
+    frames = feats["attention_mask"].sum(-1)
+    conv_lengths, out_lengths = tower._get_feat_extract_output_lengths(frames)
+    if not torch.equal(out_lengths, audio_tokens_for(frames)):
+        raise RuntimeError("audio token counts disagree with espnet_fastadasp.models.parts.audio_tokens_for")
+    positions = min(tower.config.max_source_positions, int(conv_lengths.max() + 1) // 2 * 2)
+    x = feats["input_features"][..., : 2 * positions + 2].to(tower.conv1.weight.dtype)
+    hidden = torch.nn.functional.gelu(tower.conv1(x))
+    hidden = torch.nn.functional.gelu(tower.conv2(hidden))[..., :positions].permute(0, 2, 1)
+    hidden = hidden + tower.embed_positions.weight[:positions]
+    mask_2d = (torch.arange(positions)[None, :] < conv_lengths[:, None]).long()
+    mask = create_bidirectional_mask(config=tower.config, inputs_embeds=hidden, attention_mask=mask_2d)
+    for layer in tower.layers:
+        hidden = layer(hidden, mask)
+        hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+    hidden = tower.layer_norm(tower.avg_pooler(hidden.permute(0, 2, 1)).permute(0, 2, 1))
+    return [hidden[i, : int(n)].to(torch.float16) for i, n in enumerate(out_lengths)]
+
+
+@torch.no_grad()
+def encode_windows_full(model: Any, processor: Any, waves: list[np.ndarray]) -> list[torch.Tensor]:
+    """:func:`encode_windows` through the encoder's own forward on all 3,000 frames (the reference it must match)."""
     from transformers.masking_utils import create_bidirectional_mask
 
     fe = processor.feature_extractor
@@ -117,8 +183,6 @@ def encode_windows(model: Any, processor: Any, waves: list[np.ndarray]) -> list[
     mask_2d = (torch.arange(max_len)[None, :] < conv_lengths[:, None]).long()
     mask = create_bidirectional_mask(config=tower.config, inputs_embeds=torch.zeros(len(waves), max_len, 1), attention_mask=mask_2d)
     hidden = tower(x, attention_mask=mask).last_hidden_state
-    if not torch.equal(out_lengths, audio_tokens_for(frames)):
-        raise RuntimeError("audio token counts disagree with espnet_fastadasp.models.parts.audio_tokens_for")
     return [hidden[i, : int(n)].to(torch.float16) for i, n in enumerate(out_lengths)]
 
 
@@ -138,6 +202,9 @@ def load_utterances(
         reader = AudioReader(d / "wav.scp", sampling_rate=fe.sampling_rate)
         keys = reader.keys()[: max_per_dir or None]
         todo = [k for k in keys if k not in stored]
+        if (d / "utt2dur").is_file():  # similar lengths together: a batch's encoder cost is its longest window's
+            dur = read_key_value(d / "utt2dur")
+            todo.sort(key=lambda k: float(dur.get(k, 0.0)))
         bar = tqdm(total=len(todo), desc=f"encode {d.name}", unit="utt", disable=None)
         for start in range(0, len(todo), encode_batch):
             chunk = todo[start : start + encode_batch]
@@ -153,8 +220,27 @@ def load_utterances(
             if (start // encode_batch) % max(1, 100 // encode_batch) == 0 or start + encode_batch >= len(todo):
                 _atomic_save(stored, cache)
         bar.close()
-        out += [Utterance(k, stored[k]["feats"], stored[k]["clip_lengths"], text[k]) for k in keys]
+        meta = read_meta(d)
+        for k in keys:
+            task, spoken = meta.get(k, ("asr", text[k]))
+            out.append(Utterance(k, stored[k]["feats"], stored[k]["clip_lengths"], text[k], task, spoken))
         logger.info("%s: %d utterances (%d encoded now)", d, len(keys), len(todo))
+    return out
+
+
+def read_meta(d: Path) -> dict[str, tuple[str, str]]:
+    """Per utterance of a synthetic data dir's ``meta.jsonl``: (task, the words spoken); empty without one.
+
+    A sparse task's answer is a label, but its audio still has words: the CTC loss trains on them.
+    """
+    path = d / "meta.jsonl"
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            out[row["utt"]] = (row["task"], " ".join(row["sentences"]))
     return out
 
 
@@ -168,13 +254,15 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 class PromptBatcher:
-    """Utterances -> input ids with the audio placeholders, answer-only labels, and the features to project."""
+    """Utterances -> input ids with the audio placeholders (each in its task's prompt), answer-only
+    labels, and the features to project."""
 
-    def __init__(self, tokenizer: Any, prompt: str) -> None:
+    def __init__(self, tokenizer: Any, prompts: dict[str, str]) -> None:
         self.tok = tokenizer
-        prefix, _, suffix = prompt.replace("\\n", "\n").partition("{audio}")
-        self.prefix = self.encode(prefix)
-        self.suffix = self.encode(suffix)
+        self.parts = {}
+        for task, prompt in prompts.items():
+            prefix, _, suffix = prompt.replace("\\n", "\n").partition("{audio}")
+            self.parts[task] = (self.encode(prefix), self.encode(suffix))
         self.bos, self.audio, self.eos_audio = tokenizer.convert_tokens_to_ids(list(AUDIO_TOKENS))
         self.end = tokenizer.eos_token_id
         self.pad = tokenizer.pad_token_id
@@ -185,13 +273,21 @@ class PromptBatcher:
     def answer_ids(self, u: Utterance) -> list[int]:
         return self.encode(u.answer) + [self.end]
 
+    def prompt_ids(self, u: Utterance) -> list[int]:
+        """The prompt of ``u``: its task's prefix, the audio placeholders of each clip, the suffix."""
+        prefix, suffix = self.parts[u.task]
+        audio: list[int] = []
+        for n in u.clip_lengths:
+            audio += [self.bos] + [self.audio] * n + [self.eos_audio]
+        return prefix + audio + suffix
+
+    def decode_prompt(self, u: Utterance) -> str:
+        return self.tok.decode(self.prompt_ids(u))
+
     def __call__(self, utts: list[Utterance]) -> dict[str, torch.Tensor]:
         rows, labels = [], []
         for u in utts:
-            audio: list[int] = []
-            for n in u.clip_lengths:
-                audio += [self.bos] + [self.audio] * n + [self.eos_audio]
-            prompt = self.prefix + audio + self.suffix
+            prompt = self.prompt_ids(u)
             answer = self.answer_ids(u)
             rows.append(prompt + answer)
             labels.append([-100] * len(prompt) + answer)
@@ -306,11 +402,20 @@ class Trainer:
         )
         if not self.utts:
             raise ValueError(f"no training utterances in {cfg.train_dirs}")
-        self.batcher = PromptBatcher(self.processor.tokenizer, cfg.prompt)
-        self.targets = [self.batcher.encode(u.answer) for u in self.utts]
+        self.batcher = PromptBatcher(self.processor.tokenizer, {t: task_prompt(t) for t in {u.task for u in self.utts}})
+        self.targets = [self.batcher.encode(u.spoken or u.answer) for u in self.utts]
         self.ctc = SubsetCTC([t for ids in self.targets for t in ids], self.model.model.language_model.embed_tokens.weight)
-        self.params = list(self.projector.parameters()) + list(self.ctc.parameters())
-        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+        self.lora = None
+        groups = [{"params": list(self.projector.parameters()) + list(self.ctc.parameters()), "base_lr": 1.0}]
+        if cfg.lora_rank:
+            self.lora = LoRAAdapters(self.model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, seed=cfg.seed)
+            self.lora.attach(self.model)
+            # the adapters learn in the joint stage only (the CTC warm-up never reaches the decoder)
+            groups.append({"params": list(self.lora.parameters()), "base_lr": cfg.lora_lr / cfg.lr})
+            logger.info("LoRA rank %d on %d decoder layers (%d parameters)", cfg.lora_rank, len(self.lora.names),
+                        sum(p.numel() for p in self.lora.parameters()))
+        self.params = [p for g in groups for p in g["params"]]
+        self.opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
         self.step = 0  # CTC warm-up steps, then joint steps, counted together
         self.batches: list[list[int]] = []
         self.batch_rng = random.Random(cfg.seed)
@@ -328,6 +433,8 @@ class Trainer:
         state = torch.load(self.ckpt_path, weights_only=False)
         self.projector.load_state_dict(state["projector"])
         self.ctc.load_state_dict(state["ctc"])
+        if self.lora is not None:
+            self.lora.load_state_dict(state["lora"])
         self.opt.load_state_dict(state["optimizer"])
         self.step = state["step"]
         self.batches = state["batches"]
@@ -343,11 +450,10 @@ class Trainer:
     def save(self) -> None:
         from safetensors.torch import save_file
 
-        from espnet_fastadasp.pretrained.assemble import projector_state
-
         state = {
             "projector": self.projector.state_dict(),
             "ctc": self.ctc.state_dict(),
+            "lora": self.lora.state_dict() if self.lora is not None else None,
             "optimizer": self.opt.state_dict(),
             "step": self.step,
             "batches": self.batches,
@@ -356,11 +462,23 @@ class Trainer:
         }
         _atomic_save(state, self.ckpt_path)
         tmp = self.out / "projector.safetensors.tmp"
-        save_file(projector_state(self.model), str(tmp), metadata={"step": str(self.step)})
+        tensors, meta = self.trained_state()
+        save_file(tensors, str(tmp), metadata=meta)
         os.replace(tmp, self.out / "projector.safetensors")
         (self.out / "train_config.yaml").write_text(yaml.safe_dump(asdict(self.cfg), sort_keys=False))
         if (self.out / "train_log.jsonl").is_file():
             plot_loss(self.out / "train_log.jsonl", self.out / "loss.png")
+
+    def trained_state(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """What is committed: the projector and, with LoRA, the adapters (merged at assembly by
+        :func:`~espnet_fastadasp.pretrained.assemble.load_projector`), with their metadata."""
+        from espnet_fastadasp.pretrained.assemble import projector_state
+
+        tensors, meta = projector_state(self.model), {"step": str(self.step)}
+        if self.lora is not None:
+            tensors.update(self.lora.state())
+            meta.update(lora_scale=repr(self.lora.scale), lora_rank=str(self.lora.rank))
+        return tensors, meta
 
     def _next_batch(self, batch_size: int) -> list[int]:
         if not self.batches or len(self.batches[-1]) > batch_size:
@@ -383,7 +501,7 @@ class Trainer:
         utts = [self.utts[i] for i in idx]
         lr = self._lr(warmup)
         for group in self.opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["base_lr"] if not warmup or group["base_lr"] == 1.0 else 0.0
         feats = torch.cat([u.feats for u in utts]).float()
         projected = self.projector(feats)
         ctc = self.ctc(projected, [len(u.feats) for u in utts], [self.targets[i] for i in idx])
@@ -477,7 +595,10 @@ def ctc_greedy_transcripts(model_dir: str | Path, checkpoint: str | Path, train_
     tok = processor.tokenizer
     state = torch.load(checkpoint, weights_only=False)
     model.model.multi_modal_projector.load_state_dict(state["projector"])
-    answers = [t for d in train_dirs for t in read_key_value(Path(d) / "text").values()]
+    answers = []
+    for d in map(Path, train_dirs):  # as the trainer's targets: the words spoken (meta.jsonl), else the text
+        meta = read_meta(d)
+        answers += [meta[k][1] if k in meta else t for k, t in read_key_value(d / "text").items()]
     ids = [t for a in answers for t in tok(a, add_special_tokens=False)["input_ids"]]
     ctc = SubsetCTC(ids, model.model.language_model.embed_tokens.weight)
     ctc.load_state_dict(state["ctc"])
