@@ -343,6 +343,24 @@ def test_task_prompts():
         task_prompt("emotion")
 
 
+def test_chat_prompts_follow_each_utterances_task(tmp_path):
+    """The recipe rewrites a test set's prompts with the prompt its task was trained with (meta.jsonl)."""
+    from espnet_fastadasp.pretrained.recipe_data import set_chat_prompts
+    from espnet_fastadasp.pretrained.train_projector import task_prompt
+
+    d = tmp_path / "keyword_test"
+    d.mkdir()
+    (d / "text").write_text("a yes\nb no\nc no\n")
+    (d / "prompt").write_text("a old\nb old\nc old\n")
+    (d / "meta.jsonl").write_text("".join(json.dumps({"utt": k, "task": "keyword", "sentences": ["x"]}) + "\n" for k in "ab"))
+    set_chat_prompts(d)
+    rows = dict(line.split(" ", 1) for line in (d / "prompt").read_text().splitlines())
+    assert rows == {"a": task_prompt("keyword"), "b": task_prompt("keyword"), "c": task_prompt("asr")}
+    assert (d / "prompt.orig").read_text() == "a old\nb old\nc old\n"
+    set_chat_prompts(d)  # again: the original stays the original
+    assert (d / "prompt.orig").read_text() == "a old\nb old\nc old\n"
+
+
 # --- the recipe's helpers ------------------------------------------------------------------------
 
 
@@ -393,3 +411,63 @@ def test_whisper_peer_decodes_a_data_dir(tmp_path):
     utts = align_asr(read_text(d / "text"), read_text(hyp), units=("word",)).word
     wer = 100 * sum(u.num_errors for u in utts) / sum(u.num_ref for u in utts)
     assert len(utts) == 5 and wer < 20  # Whisper tiny.en on real read speech: "almost word for word"
+
+
+def test_slam_run_sh_end_to_end(assembled, tmp_path):
+    """The real-weights recipe on a few utterances: data (manifest-checked), per-task chat prompts,
+    re-assembly with trained parameters (projector + LoRA), Transfer Entropy layer choice, decoding
+    with FastAdaSP and a baseline on the dense, sparse, long-form and LibriVox sets, scoring, the
+    Whisper peer, RESULTS.md with the bootstrap tables, the TE validation and the verdict on the bars."""
+    import os
+    import shutil
+    import subprocess
+
+    from safetensors.torch import save_file
+
+    from espnet_fastadasp.pretrained.lora import LoRAAdapters
+
+    repo = Path(__file__).resolve().parents[1]
+    src = repo / "egs2" / "mini_synth_long" / "slam1"
+    recipe = tmp_path / "egs2" / "mini_synth_long" / "slam1"
+    recipe.mkdir(parents=True)
+    for item in src.iterdir():
+        if item.name in ("data", "exp", "RESULTS.md", "RESULTS_tradeoff.png"):
+            continue
+        if item.is_symlink():
+            (recipe / item.name).symlink_to(item.resolve())
+        elif item.is_dir():
+            shutil.copytree(item, recipe / item.name, symlinks=False)
+        else:
+            shutil.copy2(item, recipe / item.name)
+    model, _ = assembled
+    lora = LoRAAdapters(model, rank=2, alpha=4.0, targets=["v_proj"], seed=0)
+    params = tmp_path / "params.safetensors"
+    save_file({**A.projector_state(model), **lora.state()}, str(params), metadata={"lora_scale": repr(lora.scale)})
+    (recipe / "conf" / "decode_toy.yaml").write_text("batch_size: 4\nbeam_size: 1\nmax_new_tokens: 3\ndtype: float32\n")
+    args = [
+        "--projector", str(params),
+        "--test_counts", "asr=1,lasr=1,keyword=2,prosody=1",
+        "--dev_counts", "keyword=8,prosody=8",
+        "--targets", "0.3",
+        "--methods", "fastadasp_constant fastadasp_once fastv",
+        "--te_layers", "2 14",
+        "--decode_config", "conf/decode_toy.yaml",
+        "--answer_tokens", "3",
+    ]
+    env = {**os.environ, "PATH": f"{repo / 'tools' / 'venv' / 'bin'}:{os.environ['PATH']}"}
+    proc = subprocess.run(["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = (recipe / "RESULTS.md").read_text()
+    assert "decoder layers: 30" in results
+    assert "## Bootstrap intervals" in results and "## Verdict (local/summarize.py)" in results
+    assert "asr WER <= 10 %" in results and "keyword" in results.split("## Verdict")[1]
+    assert "## Transfer Entropy layer selection, validated at 50 % FLOPs reduction" in results
+    assert "| Whisper tiny.en (peer) | none | librivox | 5 |" in results
+    exp = recipe / "exp" / "slam_whisper_smollm2"
+    for dset in ("asr_test", "keyword_test", "prosody_test", "lasr_test", "librivox"):
+        assert (exp / "decode_none" / dset / "score" / "score.json").is_file(), dset
+    assert (exp / "decode_fastadasp_once@0.3" / "keyword_test" / "score" / "score.json").is_file()
+    assert not (exp / "decode_fastadasp_once@0.3" / "lasr_test").exists()
+    assert "Is the word garden spoken" in (recipe / "data" / "keyword_test" / "prompt").read_text()
+    assembly = json.loads((recipe / "exp" / "slam_model" / "assembly.json").read_text())
+    assert assembly["projector"]["file"] == str(params)

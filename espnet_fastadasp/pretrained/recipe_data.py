@@ -1,8 +1,8 @@
 """Data dirs for the real-weights testbed (egs2/mini_synth_long/slam1).
 
 * :func:`set_chat_prompts`: the long testbed's data dirs carry the tiny character model's prompt;
-  the assembled model is an instruction-tuned chat LLM, so its ASR prompt is SmolLM2's chat format
-  around the audio (the prompt it was trained with, :data:`~.train_projector.ASR_PROMPT`).
+  the assembled model is an instruction-tuned chat LLM, so each task's prompt is SmolLM2's chat
+  format around the audio (the prompts it was trained with, :func:`~.train_projector.task_prompt`).
 * :func:`write_librivox_dir`: Debian's pocketsphinx-testdata ships five real LibriVox utterances
   (16 kHz WAV + transcription); a Kaldi-style dir of them, decoded and scored as a real-speech
   check (reported, not a bar).
@@ -18,21 +18,26 @@ import soundfile as sf
 
 from espnet_fastadasp.decoding.data import read_key_value
 from espnet_fastadasp.pretrained.sources import LIBRIVOX_DIR, SETUP_HINT, PretrainedSourceError
-from espnet_fastadasp.pretrained.train_projector import ASR_PROMPT
+from espnet_fastadasp.pretrained.train_projector import read_meta, task_prompt
 
 logger = logging.getLogger(__name__)
 
 _TRANSCRIPT = re.compile(r"^<s>\s*(?P<text>.*?)\s*</s>\s*\((?P<key>[^)]+)\)\s*$")
 
 
-def set_chat_prompts(data_dir: str | Path, prompt: str = ASR_PROMPT) -> Path:
-    """Rewrite ``data_dir/prompt`` with ``prompt`` for every utterance (the old one is kept as prompt.orig)."""
+def set_chat_prompts(data_dir: str | Path, prompt: str | None = None) -> Path:
+    """Rewrite ``data_dir/prompt`` with the chat prompt the model was trained with (the old one is kept
+    as prompt.orig): ``prompt`` for every utterance where given, else each utterance's task's
+    (:func:`~.train_projector.task_prompt`, the task from the synthetic set's ``meta.jsonl``; ASR
+    for a dir without one)."""
     d = Path(data_dir)
     keys = list(read_key_value(d / "text"))
+    meta = read_meta(d)
     orig = d / "prompt.orig"
     if (d / "prompt").is_file() and not orig.is_file():
         (d / "prompt").rename(orig)
-    (d / "prompt").write_text("".join(f"{k} {prompt}\n" for k in keys))
+    rows = [f"{k} {prompt or task_prompt(meta[k][0] if k in meta else 'asr')}\n" for k in keys]
+    (d / "prompt").write_text("".join(rows))
     return d / "prompt"
 
 

@@ -1,0 +1,1 @@
+../../speechlm1/local/summarize.py

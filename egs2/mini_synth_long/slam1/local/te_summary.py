@@ -1,0 +1,1 @@
+../../../mini_synth/speechlm1/local/te_summary.py
