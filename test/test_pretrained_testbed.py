@@ -416,8 +416,10 @@ def test_whisper_peer_decodes_a_data_dir(tmp_path):
 def test_slam_run_sh_end_to_end(assembled, tmp_path):
     """The real-weights recipe on a few utterances: data (manifest-checked), per-task chat prompts,
     re-assembly with trained parameters (projector + LoRA), Transfer Entropy layer choice, decoding
-    with FastAdaSP and a baseline on the dense, sparse, long-form and LibriVox sets, scoring, the
-    Whisper peer, RESULTS.md with the bootstrap tables, the TE validation and the verdict on the bars."""
+    with FastAdaSP and a baseline on the dense, sparse and LibriVox sets, scoring, the Whisper peer,
+    RESULTS.md with the bootstrap tables and the verdict on the bars. (The long-form set and the TE
+    validation run through the same scripts in test_synth_long's end-to-end test of ../speechlm1;
+    here they would double this test's time.)"""
     import os
     import shutil
     import subprocess
@@ -446,11 +448,12 @@ def test_slam_run_sh_end_to_end(assembled, tmp_path):
     (recipe / "conf" / "decode_toy.yaml").write_text("batch_size: 4\nbeam_size: 1\nmax_new_tokens: 3\ndtype: float32\n")
     args = [
         "--projector", str(params),
-        "--test_counts", "asr=1,lasr=1,keyword=2,prosody=1",
+        "--test_counts", "asr=1,lasr=0,keyword=2,prosody=1",
+        "--long_sets", "",
+        "--validate_te", "false",
         "--dev_counts", "keyword=8,prosody=8",
         "--targets", "0.3",
         "--methods", "fastadasp_constant fastadasp_once fastv",
-        "--te_layers", "2 14",
         "--decode_config", "conf/decode_toy.yaml",
         "--answer_tokens", "3",
     ]
@@ -461,13 +464,12 @@ def test_slam_run_sh_end_to_end(assembled, tmp_path):
     assert "decoder layers: 30" in results
     assert "## Bootstrap intervals" in results and "## Verdict (local/summarize.py)" in results
     assert "asr WER <= 10 %" in results and "keyword" in results.split("## Verdict")[1]
-    assert "## Transfer Entropy layer selection, validated at 50 % FLOPs reduction" in results
     assert "| Whisper tiny.en (peer) | none | librivox | 5 |" in results
     exp = recipe / "exp" / "slam_whisper_smollm2"
-    for dset in ("asr_test", "keyword_test", "prosody_test", "lasr_test", "librivox"):
+    for dset in ("asr_test", "keyword_test", "prosody_test", "librivox"):
         assert (exp / "decode_none" / dset / "score" / "score.json").is_file(), dset
     assert (exp / "decode_fastadasp_once@0.3" / "keyword_test" / "score" / "score.json").is_file()
-    assert not (exp / "decode_fastadasp_once@0.3" / "lasr_test").exists()
+    assert (exp / "select_layer" / "keyword_dev" / "te.json").is_file()
     assert "Is the word garden spoken" in (recipe / "data" / "keyword_test" / "prompt").read_text()
     assembly = json.loads((recipe / "exp" / "slam_model" / "assembly.json").read_text())
     assert assembly["projector"]["file"] == str(params)

@@ -38,11 +38,11 @@ def results_markdown(exp_dir: Path, peer_dir: Path, data_dir: Path, sets: list[s
     cfg = json.loads((model / "config.json").read_text())
     info = json.loads((model / "assembly.json").read_text()) if (model / "assembly.json").is_file() else {}
     lines = [
-        "# Whisper tiny.en + SmolLM2-135M as a Qwen2-Audio (projector trained on CPU)",
+        "# Whisper tiny.en + SmolLM2-135M as a Qwen2-Audio (projector + LoRA trained on CPU)",
         "",
         f"- decoder layers: {cfg['text_config']['num_hidden_layers']}",
         f"- model: {model} (re-assembled from {info.get('smollm2', {}).get('package')} and "
-        f"{info.get('whisper', {}).get('package')}); projector: {projector}",
+        f"{info.get('whisper', {}).get('package')}); trained parameters: {projector}",
         "- WER in %, whisper_en normalisation, [95 % bootstrap interval over utterances]",
         "",
         "| system | setting | set | utts | mean s | WER |",

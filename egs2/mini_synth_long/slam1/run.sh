@@ -65,13 +65,15 @@ if "${full}"; then
     methods="fastadasp_constant fastadasp_decay fastadasp_once merge_avg random_merge atome fastv random_evict h2o"
     te_targets="0.5 0.3"
     te_layers="2 6 10 14 18 22 26"
+    select_layers=""    # stage 3 tries every layer that may reduce
 else
     # sized for <= 40 minutes on 2 CPU cores (README.md here: what each part cost)
     test_counts=asr=24,lasr=2,keyword=24,prosody=24
     targets="0.1 0.3 0.5"
     methods="fastadasp_constant fastadasp_decay fastadasp_once fastv random_evict h2o"
     te_targets="0.5"
-    te_layers="2 8 14 20"
+    te_layers="2 5 8 11"   # at 50 % FLOPs, a single reduction at a later layer of 30 cannot reach the target
+    select_layers="2 5 8 11 14 17 20 23 26"   # stage 3: a prefill of every dev utterance per layer tried
 fi
 test_counts=${test_counts_opt:-${test_counts}}
 targets=${targets_opt:-${targets}}
@@ -115,7 +117,7 @@ common=(--model_name_or_path "${model}" --model_tag slam_whisper_smollm2 --start
 # so a model that fails to stop costs bounded time
 ./speechlm.sh "${common[@]}" --task asr --stage 2 --stop_stage 5 --test_sets "${short_sets}" \
     --reductions "${reductions}" --select_layer_set keyword_dev --inference_args "--max_new_tokens ${answer_tokens}" \
-    --select_layer_opts "--flops_reduction 0.5 --num_utts ${num_dev:-24} --max_new_tokens 4" \
+    --select_layer_opts "--flops_reduction 0.5 --num_utts ${num_dev:-24} --max_new_tokens 4${select_layers:+ --candidate_layers ${select_layers}}" \
     ${args[@]+"${args[@]}"}
 if [ -n "${long_sets}" ]; then
     ./speechlm.sh "${common[@]}" --task asr --stage 2 --stop_stage 5 --test_sets "${long_sets}" \
