@@ -130,10 +130,22 @@ class Utterance:
     clip_lengths: list[int]
     answer: str
     task: str = "asr"
-    spoken: str = ""  # the words spoken (the CTC target; for a sparse task the answer is a label)
+    spoken: str = ""  # the words spoken: the CTC target (for a sparse task the answer is a label)
 
 
 # --- encoder outputs, once -------------------------------------------------------------------
+
+
+def _window_features(model: Any, processor: Any, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Log-mel features of 30 s windows (padded to 3,000 frames), the valid lengths after the
+    convolutions, and the audio tokens each window gives."""
+    fe = processor.feature_extractor
+    feats = fe(waves, sampling_rate=fe.sampling_rate, return_attention_mask=True, padding="max_length", return_tensors="pt")
+    frames = feats["attention_mask"].sum(-1)
+    conv_lengths, out_lengths = model.model.audio_tower._get_feat_extract_output_lengths(frames)
+    if not torch.equal(out_lengths, audio_tokens_for(frames)):
+        raise RuntimeError("audio token counts disagree with espnet_fastadasp.models.parts.audio_tokens_for")
+    return feats["input_features"], conv_lengths, out_lengths
 
 
 @torch.no_grad()
@@ -147,15 +159,10 @@ def encode_windows(model: Any, processor: Any, waves: list[np.ndarray]) -> list[
     """
     from transformers.masking_utils import create_bidirectional_mask
 
-    fe = processor.feature_extractor
-    feats = fe(waves, sampling_rate=fe.sampling_rate, return_attention_mask=True, padding="max_length", return_tensors="pt")
     tower = model.model.audio_tower
-    frames = feats["attention_mask"].sum(-1)
-    conv_lengths, out_lengths = tower._get_feat_extract_output_lengths(frames)
-    if not torch.equal(out_lengths, audio_tokens_for(frames)):
-        raise RuntimeError("audio token counts disagree with espnet_fastadasp.models.parts.audio_tokens_for")
+    x, conv_lengths, out_lengths = _window_features(model, processor, waves)
     positions = min(tower.config.max_source_positions, int(conv_lengths.max() + 1) // 2 * 2)
-    x = feats["input_features"][..., : 2 * positions + 2].to(tower.conv1.weight.dtype)
+    x = x[..., : 2 * positions + 2].to(tower.conv1.weight.dtype)
     hidden = torch.nn.functional.gelu(tower.conv1(x))
     hidden = torch.nn.functional.gelu(tower.conv2(hidden))[..., :positions].permute(0, 2, 1)
     hidden = hidden + tower.embed_positions.weight[:positions]
@@ -173,12 +180,8 @@ def encode_windows_full(model: Any, processor: Any, waves: list[np.ndarray]) -> 
     """:func:`encode_windows` through the encoder's own forward on all 3,000 frames (the reference it must match)."""
     from transformers.masking_utils import create_bidirectional_mask
 
-    fe = processor.feature_extractor
-    feats = fe(waves, sampling_rate=fe.sampling_rate, return_attention_mask=True, padding="max_length", return_tensors="pt")
     tower = model.model.audio_tower
-    frames = feats["attention_mask"].sum(-1)
-    conv_lengths, out_lengths = tower._get_feat_extract_output_lengths(frames)
-    x = feats["input_features"]
+    x, conv_lengths, out_lengths = _window_features(model, processor, waves)
     max_len = (x.shape[-1] - 2) // 2 + 1
     mask_2d = (torch.arange(max_len)[None, :] < conv_lengths[:, None]).long()
     mask = create_bidirectional_mask(config=tower.config, inputs_embeds=torch.zeros(len(waves), max_len, 1), attention_mask=mask_2d)
@@ -403,7 +406,7 @@ class Trainer:
         if not self.utts:
             raise ValueError(f"no training utterances in {cfg.train_dirs}")
         self.batcher = PromptBatcher(self.processor.tokenizer, {t: task_prompt(t) for t in {u.task for u in self.utts}})
-        self.targets = [self.batcher.encode(u.spoken or u.answer) for u in self.utts]
+        self.targets = [self.batcher.encode(u.spoken) for u in self.utts]
         self.ctc = SubsetCTC([t for ids in self.targets for t in ids], self.model.model.language_model.embed_tokens.weight)
         self.lora = None
         groups = [{"params": list(self.projector.parameters()) + list(self.ctc.parameters()), "base_lr": 1.0}]
@@ -501,7 +504,7 @@ class Trainer:
         utts = [self.utts[i] for i in idx]
         lr = self._lr(warmup)
         for group in self.opt.param_groups:
-            group["lr"] = lr * group["base_lr"] if not warmup or group["base_lr"] == 1.0 else 0.0
+            group["lr"] = lr * group["base_lr"]  # base_lr: the group's share of the schedule's rate
         feats = torch.cat([u.feats for u in utts]).float()
         projected = self.projector(feats)
         ctc = self.ctc(projected, [len(u.feats) for u in utts], [self.targets[i] for i in idx])
