@@ -131,7 +131,7 @@ fi
 
 # the peer: Whisper tiny.en's own decoding of the ASR sets
 peer=exp/whisper_tiny_en/decode_none
-asr_sets=$(for s in ${short_sets} ${long_sets} ${real_sets}; do case "${s}" in asr_* | lasr_* | librivox) echo "${s}" ;; esac; done)
+asr_sets=$(for s in ${short_sets} ${long_sets} ${real_sets}; do case "${s}" in asr_* | lasr_* | librivox) printf "%s " "${s}" ;; esac; done)
 for s in ${asr_sets}; do
     if [ ! -f "${peer}/${s}/score/score.json" ]; then
         python3 -m espnet_fastadasp.bin.slam_recipe whisper --data_dir "data/${s}" --out_dir "${peer}/${s}"
@@ -168,5 +168,5 @@ if "${validate_te}"; then
 fi
 if ! grep -q "^# Whisper tiny.en + SmolLM2-135M" RESULTS.md; then
     { echo; python3 -m espnet_fastadasp.bin.slam_recipe report --exp_dir "${exp}" --peer_dir "${peer}" \
-        --sets "$(echo ${asr_sets})" --projector "${projector}" --model "${model}"; } >> RESULTS.md
+        --sets "${asr_sets}" --projector "${projector}" --model "${model}"; } >> RESULTS.md
 fi
