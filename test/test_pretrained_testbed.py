@@ -332,6 +332,28 @@ def test_lora_hooks_equal_the_merged_weights(assembled, tmp_path):
         LoRAAdapters(model, rank=0, alpha=4.0, targets=["q_proj"])
 
 
+def test_learning_rate_schedule():
+    """Warm-up in each stage, constant without decay_start, a half cosine to min_lr_ratio x lr at max_steps."""
+    from espnet_fastadasp.pretrained.train_projector import ProjectorTrainConfig, learning_rate
+
+    base = dict(train_dirs=["d"], output_dir="o", model_dir="m", warmup_steps=10, ctc_warmup_steps=100, ctc_warmup_lr=3e-3, lr=1e-3)
+    flat = ProjectorTrainConfig(**base, max_steps=1000)
+    assert learning_rate(flat, 0) == pytest.approx(3e-4)
+    assert learning_rate(flat, 99) == pytest.approx(3e-3)
+    assert learning_rate(flat, 100) == pytest.approx(1e-4)  # the joint stage warms up again
+    assert learning_rate(flat, 109) == learning_rate(flat, 1099) == pytest.approx(1e-3)
+    decay = ProjectorTrainConfig(**base, max_steps=500, decay_start=300, min_lr_ratio=0.1)
+    assert learning_rate(decay, 100 + 300) == pytest.approx(1e-3)
+    assert learning_rate(decay, 100 + 400) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
+    assert learning_rate(decay, 100 + 500) == learning_rate(decay, 100 + 900) == pytest.approx(1e-4)
+    rates = [learning_rate(decay, 100 + j) for j in range(300, 501)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    with pytest.raises(ValueError, match="decay_start=500"):
+        ProjectorTrainConfig(**base, max_steps=500, decay_start=500)
+    with pytest.raises(ValueError, match="min_lr_ratio=1.5"):
+        ProjectorTrainConfig(**base, min_lr_ratio=1.5)
+
+
 def test_task_prompts():
     from espnet_fastadasp.pretrained.train_projector import ASR_PROMPT, TASK_INSTRUCTIONS, task_prompt
     from espnet_fastadasp.recipes import synth_long

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 from dataclasses import asdict, dataclass, field
@@ -96,6 +97,10 @@ class ProjectorTrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 50
     max_steps: int = 5000  # joint steps (after the CTC warm-up)
+    # None: a constant rate after the warm-up (a run meant to be stopped by hand). A joint step:
+    # from there the rate falls (half cosine) to min_lr_ratio x lr at max_steps, where the run ends.
+    decay_start: int | None = None
+    min_lr_ratio: float = 0.05
     ctc_warmup_steps: int = 1500  # CTC-only steps first (no LLM pass)
     ctc_warmup_batch_size: int = 32
     ctc_warmup_lr: float = 3e-3
@@ -121,6 +126,10 @@ class ProjectorTrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be at least 1")
         if self.lora_rank < 0:
             raise ValueError(f"lora_rank={self.lora_rank!r}: must be 0 (no LoRA) or more")
+        if self.decay_start is not None and not 0 <= self.decay_start < self.max_steps:
+            raise ValueError(f"decay_start={self.decay_start!r}: must be a joint step in [0, max_steps={self.max_steps})")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio={self.min_lr_ratio!r}: must be in [0, 1]")
 
 
 @dataclass
@@ -381,6 +390,23 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
+def learning_rate(cfg: ProjectorTrainConfig, step: int) -> float:
+    """The schedule's rate at ``step`` (CTC warm-up steps, then joint steps, counted together):
+    a linear warm-up in each stage, then constant, or a half-cosine decay from ``decay_start``.
+
+    The decay exists because a constant rate plateaus: the answer cross-entropy stops falling
+    well before the model has learned what it can (``egs2/mini_synth_long/slam1/README.md``).
+    """
+    if step < cfg.ctc_warmup_steps:
+        return cfg.ctc_warmup_lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    joint = step - cfg.ctc_warmup_steps
+    lr = cfg.lr * min(1.0, (joint + 1) / max(1, cfg.warmup_steps))
+    if cfg.decay_start is not None and joint >= cfg.decay_start:
+        frac = min(1.0, (joint - cfg.decay_start) / (cfg.max_steps - cfg.decay_start))
+        lr *= cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * frac))
+    return lr
+
+
 class Trainer:
     """Holds the model, the data and the state that a checkpoint saves; :meth:`run` trains to ``max_steps``."""
 
@@ -488,13 +514,6 @@ class Trainer:
             self.batches = length_batches(self.lengths, batch_size, self.batch_rng)
         return self.batches.pop()
 
-    def _lr(self, warmup: bool) -> float:
-        cfg = self.cfg
-        if warmup:
-            return cfg.ctc_warmup_lr * min(1.0, (self.step + 1) / max(1, cfg.warmup_steps))
-        joint = self.step - cfg.ctc_warmup_steps
-        return cfg.lr * min(1.0, (joint + 1) / max(1, cfg.warmup_steps))
-
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         warmup = self.step < cfg.ctc_warmup_steps
@@ -502,7 +521,7 @@ class Trainer:
             self.batches = []  # the joint stage has its own batch size
         idx = self._next_batch(cfg.ctc_warmup_batch_size if warmup else cfg.batch_size)
         utts = [self.utts[i] for i in idx]
-        lr = self._lr(warmup)
+        lr = learning_rate(cfg, self.step)
         for group in self.opt.param_groups:
             group["lr"] = lr * group["base_lr"]  # base_lr: the group's share of the schedule's rate
         feats = torch.cat([u.feats for u in utts]).float()
