@@ -11,7 +11,7 @@
 #   ./run.sh                                  # the CPU default (the first utterances of each set, below)
 #   ./run.sh --full true                      # all 500 per set, every method, targets 10-50 %
 #   ./run.sh --projector exp/projector/projector.safetensors   # default: exp/projector's, else trained/'s
-# Other options go to every speechlm.sh call (e.g. --nj).
+# Other options go to every speechlm.sh call (e.g. --decode_config); --nj N: decoding jobs (default: the cores).
 set -euo pipefail
 
 full=false
@@ -28,6 +28,7 @@ short_sets="asr_test keyword_test prosody_test"
 long_sets="lasr_test"
 real_sets="librivox"
 answer_tokens=200   # the most answer tokens on the short sets (a 30 s clip: ~90 words, ~120 tokens)
+nj=$(nproc)   # decoding jobs (one thread each); counted here: path.sh's OMP_NUM_THREADS=1 makes nproc say 1
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -45,6 +46,7 @@ while [ $# -gt 0 ]; do
         --long_sets) long_sets=$2; shift 2 ;;
         --real_sets) real_sets=$2; shift 2 ;;
         --answer_tokens) answer_tokens=$2; shift 2 ;;
+        --nj) nj=$2; shift 2 ;;
         *) args+=("$1"); shift ;;
     esac
 done
@@ -112,7 +114,7 @@ fi
 
 # 3-5. check, Transfer Entropy layer (keyword_dev), decode, score
 exp=exp/slam_whisper_smollm2
-common=(--model_name_or_path "${model}" --model_tag slam_whisper_smollm2 --start_layer 2 --nj "$(nproc)"
+common=(--model_name_or_path "${model}" --model_tag slam_whisper_smollm2 --start_layer 2 --nj "${nj}"
         --settings_per_job 100 --decode_config conf/decode.yaml)
 # answers are capped at what a set can need (--answer_tokens; the long-form set: conf/decode.yaml's),
 # so a model that fails to stop costs bounded time
