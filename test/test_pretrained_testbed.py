@@ -259,6 +259,48 @@ def test_projector_training_runs_and_resumes(checkpoint, tmp_path):
     assert sorted(hyps) == [f"asr_train_{i:06d}" for i in range(3)] and all(isinstance(h, str) for h in hyps.values())
 
 
+def test_warm_start_from_a_trained_file(checkpoint, tmp_path):
+    """init_from: a new run starts from a finished run's projector + LoRA file (fresh optimizer and
+    schedule; no CTC with ctc_weight 0), and a file that does not fit the run is a clear error."""
+    from safetensors.torch import save_file
+
+    from espnet_fastadasp.pretrained.lora import LoRAAdapters
+    from espnet_fastadasp.pretrained.train_projector import ProjectorTrainConfig, Trainer
+
+    data = _data_dir(tmp_path / "data", 2)
+    base = dict(train_dirs=[str(data)], model_dir=str(checkpoint), batch_size=2, ctc_warmup_steps=0, ctc_weight=0.0,
+                max_steps=1, save_every=1, log_every=1, warmup_steps=1, lora_rank=2, lora_alpha=4.0, lora_targets=["q_proj"])
+    first = Trainer(ProjectorTrainConfig(**base, output_dir=str(tmp_path / "first")))
+    with torch.no_grad():
+        first.projector.linear.weight.normal_(std=0.02)
+        for b in first.lora.b.values():
+            b.normal_(std=0.01)
+    tensors, meta = first.trained_state()
+    save_file(tensors, str(tmp_path / "trained.safetensors"), metadata=meta)
+
+    cfg = ProjectorTrainConfig(**base, output_dir=str(tmp_path / "second"), init_from=str(tmp_path / "trained.safetensors"))
+    second = Trainer(cfg)
+    assert second.step == 0
+    torch.testing.assert_close(second.projector.linear.weight, first.projector.linear.weight, rtol=0, atol=0)
+    torch.testing.assert_close(dict(second.lora.named_parameters()), dict(first.lora.named_parameters()), rtol=0, atol=0)
+    second.run()
+    rows = [json.loads(line) for line in (tmp_path / "second" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in rows] == ["joint"] and "ctc_loss" not in rows[0] and np.isfinite(rows[0]["ce_loss"])
+    assert not torch.equal(second.projector.linear.weight, first.projector.linear.weight)
+    assert (tmp_path / "second" / "loss.png").is_file()
+
+    with pytest.raises(FileNotFoundError, match="init_from='nope.safetensors'"):
+        ProjectorTrainConfig(**base, output_dir="o", init_from="nope.safetensors")
+    with pytest.raises(ValueError, match="ctc_weight=-1"):
+        ProjectorTrainConfig(**base | {"ctc_weight": -1.0}, output_dir="o")
+    with pytest.raises(ValueError, match="has LoRA adapters, this run has lora_rank=0"):
+        Trainer(ProjectorTrainConfig(**base | {"lora_rank": 0}, output_dir=str(tmp_path / "third"), init_from=cfg.init_from))
+    with pytest.raises(ValueError, match="lora_scale 2.0, this run's is 4.0"):
+        Trainer(ProjectorTrainConfig(**base | {"lora_alpha": 8.0}, output_dir=str(tmp_path / "fourth"), init_from=cfg.init_from))
+    with pytest.raises(ValueError, match="missing"):
+        LoRAAdapters(first.model, rank=2, alpha=4.0, targets=["q_proj", "k_proj"]).load_state(first.lora.state())
+
+
 def test_trained_projector_goes_into_the_assembled_model(assembled, tmp_path):
     from safetensors.torch import save_file
 

@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 import yaml
 
+from espnet_fastadasp.evaluation.environment import model_fingerprint
 from espnet_fastadasp.models.tiny import synthetic_audio
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,6 +108,14 @@ def test_librispeech_recipe(checkpoint, tmp_path):
     again = run_recipe(recipe, env, *args, "--stage", "4")
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("is done, skipping") == 6
+    # a dir decoded with another model (retrained under the same path) is not reused: a clear error
+    stale = recipe / "exp" / checkpoint.name / "decode_none" / "test_other" / "model_fingerprint"
+    assert stale.read_text().startswith("sha256:")
+    stale.write_text("sha256:0123\n")
+    refused = run_recipe(recipe, env, *args, "--stage", "4", "--stop_stage", "4")
+    assert refused.returncode != 0 and "decode_none/test_other was decoded with another model" in refused.stderr
+    stale.write_text(again_fp := (recipe / "exp" / checkpoint.name / "decode_none" / "test_clean" / "model_fingerprint").read_text())
+    assert again_fp.strip() == model_fingerprint(checkpoint)
     # the same settings decoded two per job (model loaded once per job): the same outputs
     grouped = run_recipe(
         recipe, env, *args, "--stage", "4", "--stop_stage", "4", "--settings_per_job", "2", "--expdir", "exp_grouped"
@@ -371,3 +380,20 @@ def test_mini_synth_recipe_trains_and_runs_on_cpu(tmp_path):
     for scp in (recipe / "data").glob("*/wav.scp"):
         for line in scp.read_text().splitlines():
             assert Path(line.split(maxsplit=1)[1]).is_file(), f"{scp}: {line}"
+
+
+def test_model_fingerprint(checkpoint, tmp_path):
+    """The id a decode dir keeps: the same for a copy of the weights, another for changed weights or
+    config, the id itself for a hub name, a clear error for a dir without weights."""
+    copy = tmp_path / "copy"
+    shutil.copytree(checkpoint, copy)
+    assert model_fingerprint(copy) == model_fingerprint(checkpoint)
+    weights = next(copy.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    assert model_fingerprint(copy) != model_fingerprint(checkpoint)
+    assert model_fingerprint("Qwen/Qwen2-Audio-7B-Instruct") == "hub:Qwen/Qwen2-Audio-7B-Instruct"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no weight file"):
+        model_fingerprint(tmp_path / "empty")

@@ -63,3 +63,34 @@ def environment(device: Any = None, dtype: Any = None) -> dict[str, Any]:
         "espnet_fastadasp": espnet_fastadasp.__version__,
         **cpu,
     }
+
+
+#: the files of a local checkpoint dir that decide what it computes (weights and the configs that shape them)
+MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+MODEL_CONFIG_FILES = ("config.json", "generation_config.json")
+
+
+def model_fingerprint(name_or_path: str | Path) -> str:
+    """An id of the model a decode dir was decoded with: for a local checkpoint dir, the SHA-256 of
+    its weight files and configs (names and contents); for a hub id, the id itself.
+
+    Why: a recipe skips a finished decode dir. After the model under the same path is retrained or
+    re-assembled, its old outputs would be reported as the new model's; the recipe compares this
+    id with the one the dir was decoded with (``speechlm.sh`` stage 4). Hashing reads the weights
+    once per recipe stage (about a second per GB)."""
+    import hashlib
+
+    path = Path(name_or_path)
+    if not path.is_dir():
+        return f"hub:{name_or_path}"
+    files = sorted(p for p in path.iterdir() if p.is_file() and (p.suffix in MODEL_FILE_SUFFIXES or p.name in MODEL_CONFIG_FILES))
+    if not any(p.suffix in MODEL_FILE_SUFFIXES for p in files):
+        raise FileNotFoundError(f"{path}: no weight file ({', '.join(MODEL_FILE_SUFFIXES)}) to fingerprint")
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(p.name.encode() + b"\0")
+        with p.open("rb") as f:
+            while block := f.read(1 << 22):
+                digest.update(block)
+        digest.update(b"\0")
+    return f"sha256:{digest.hexdigest()}"

@@ -67,6 +67,24 @@ class LoRAAdapters(torch.nn.Module):
             h.remove()
         self._handles = []
 
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Set the adapters from a trained-parameters file's ``lora.*`` tensors (:meth:`state`'s keys):
+        a warm start. Every adapter must be there, with its shape: a file trained with another rank
+        or other target layers is an error, not a partial start."""
+        want = {f"{PREFIX}{name}.{half}" for name in self.names for half in "AB"}
+        have = {k for k in state if k.startswith(PREFIX)}
+        if have != want:
+            missing, extra = sorted(want - have), sorted(have - want)
+            raise ValueError(f"LoRA state does not fit these adapters: missing {missing[:3]}, unexpected {extra[:3]}")
+        with torch.no_grad():
+            for name in self.names:
+                for half, params in (("A", self.a), ("B", self.b)):
+                    value = state[f"{PREFIX}{name}.{half}"]
+                    if value.shape != params[_key(name)].shape:
+                        raise ValueError(f"LoRA {name}.{half}: {tuple(value.shape)} in the file, "
+                                         f"{tuple(params[_key(name)].shape)} here (rank {self.rank})")
+                    params[_key(name)].copy_(value)
+
     def state(self) -> dict[str, torch.Tensor]:
         """The adapters as a trained-parameters file holds them: ``lora.<module>.A`` / ``.B``."""
         out = {}

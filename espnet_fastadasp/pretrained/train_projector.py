@@ -118,6 +118,11 @@ class ProjectorTrainConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     lora_lr: float = 5e-4
+    # a trained-parameters file (projector + LoRA, as a run saves and commits) to start from instead
+    # of the assembled model's projector and zero adapters: training on past a finished run's
+    # decayed schedule, on new data, with a fresh optimizer and schedule (its CTC head is not in the
+    # file: use ctc_warmup_steps 0 and ctc_weight 0, or the head starts again from the embeddings)
+    init_from: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -130,6 +135,10 @@ class ProjectorTrainConfig:
             raise ValueError(f"decay_start={self.decay_start!r}: must be a joint step in [0, max_steps={self.max_steps})")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio={self.min_lr_ratio!r}: must be in [0, 1]")
+        if self.ctc_weight < 0:
+            raise ValueError(f"ctc_weight={self.ctc_weight!r}: must be 0 (no CTC loss) or more")
+        if self.init_from is not None and not Path(self.init_from).is_file():
+            raise FileNotFoundError(f"init_from={self.init_from!r}: no such trained-parameters file")
 
 
 @dataclass
@@ -443,6 +452,8 @@ class Trainer:
             groups.append({"params": list(self.lora.parameters()), "base_lr": cfg.lora_lr / cfg.lr})
             logger.info("LoRA rank %d on %d decoder layers (%d parameters)", cfg.lora_rank, len(self.lora.names),
                         sum(p.numel() for p in self.lora.parameters()))
+        if cfg.init_from and not self.ckpt_path.is_file():
+            self._warm_start(Path(cfg.init_from))
         self.params = [p for g in groups for p in g["params"]]
         self.opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
         self.step = 0  # CTC warm-up steps, then joint steps, counted together
@@ -455,6 +466,29 @@ class Trainer:
     @property
     def ckpt_path(self) -> Path:
         return self.out / "checkpoint.pt"
+
+    def _warm_start(self, path: Path) -> None:
+        """Start from a trained-parameters file: its projector and, with LoRA, its adapters (same
+        rank and scale). A file with adapters cannot start a run without them, and vice versa."""
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        from espnet_fastadasp.pretrained.lora import PREFIX
+
+        state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        lora = {k: v for k, v in state.items() if k.startswith(PREFIX)}
+        self.projector.load_state_dict({k: v for k, v in state.items() if not k.startswith(PREFIX)}, strict=True)
+        if bool(lora) != (self.lora is not None):
+            raise ValueError(f"init_from={str(path)!r}: {'has' if lora else 'has no'} LoRA adapters, "
+                             f"this run has lora_rank={self.cfg.lora_rank}")
+        if self.lora is not None:
+            if float(meta.get("lora_scale", "nan")) != self.lora.scale:
+                raise ValueError(f"init_from={str(path)!r}: lora_scale {meta.get('lora_scale')}, "
+                                 f"this run's is {self.lora.scale!r} (lora_alpha / lora_rank)")
+            self.lora.load_state(lora)
+        logger.info("warm start from %s (trained to step %s there)", path, meta.get("step", "?"))
 
     def _resume(self) -> None:
         if not self.ckpt_path.is_file():
@@ -526,14 +560,16 @@ class Trainer:
             group["lr"] = lr * group["base_lr"]  # base_lr: the group's share of the schedule's rate
         feats = torch.cat([u.feats for u in utts]).float()
         projected = self.projector(feats)
-        ctc = self.ctc(projected, [len(u.feats) for u in utts], [self.targets[i] for i in idx])
-        entry = {"ctc_loss": ctc.item(), "lr": lr}
+        entry = {"lr": lr}
+        if warmup or cfg.ctc_weight > 0:
+            ctc = self.ctc(projected, [len(u.feats) for u in utts], [self.targets[i] for i in idx])
+            entry["ctc_loss"] = ctc.item()
         if warmup:
             loss = ctc
         else:
             ce = answer_loss(self.model, self.batcher(utts), projected)
             entry["ce_loss"] = ce.item()
-            loss = ce + cfg.ctc_weight * ctc
+            loss = ce + cfg.ctc_weight * ctc if cfg.ctc_weight > 0 else ce
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
@@ -579,11 +615,14 @@ def plot_loss(log_path: Path, png: Path) -> None:
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
-    ax.plot([r["step"] for r in rows], [r["ctc_loss"] for r in rows], label="CTC on the projected audio (per token)")
+    ctc = [r for r in rows if "ctc_loss" in r]  # none where ctc_weight is 0 (a warm-started run)
+    if ctc:
+        ax.plot([r["step"] for r in ctc], [r["ctc_loss"] for r in ctc], label="CTC on the projected audio (per token)")
     joint = [r for r in rows if "ce_loss" in r]
     if joint:
         ax.plot([r["step"] for r in joint], [r["ce_loss"] for r in joint], label="answer cross-entropy (per token, mean per utt)")
-        ax.axvline(joint[0]["step"] - 0.5, color="grey", lw=0.8, ls=":")
+        if ctc:
+            ax.axvline(joint[0]["step"] - 0.5, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("step (CTC warm-up: batch 32; joint: batch 4)")
     ax.set_ylabel("loss (nats)")
     ax.set_yscale("log")

@@ -136,6 +136,9 @@ current_stage=4
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     [ -n "${model_name_or_path}" ] || { log "--model_name_or_path is required for decoding"; exit 2; }
     [ "${settings_per_job}" -ge 1 ] || { log "--settings_per_job must be >= 1"; exit 2; }
+    # the model's id (weights + configs of a local dir, or the hub id): a decode dir is reused only
+    # with the model it was decoded with, so retraining under the same path cannot keep old outputs
+    fingerprint=$(${python} -m espnet_fastadasp.bin.model_fingerprint "${model_name_or_path}")
     # every setting's tag and reduction YAML, resolved once
     spec_dir=$(mktemp -d)
     tags=()
@@ -147,6 +150,12 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         pending=()
         for i in "${!tags[@]}"; do
             dir=${model_dir}/decode_${tags[i]}/${dset}
+            if [ -f "${dir}/model_fingerprint" ] && [ "$(cat "${dir}/model_fingerprint")" != "${fingerprint}" ]; then
+                log "Error: ${dir} was decoded with another model than ${model_name_or_path} (its" \
+                    "model_fingerprint differs: retrained or re-assembled?); remove ${model_dir}/decode_*" \
+                    "to decode again, or give this model another --model_tag"
+                exit 1
+            fi
             if [ -f "${dir}/.done" ]; then
                 log "Stage 4: ${dir} is done, skipping"
                 continue
@@ -158,6 +167,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
             fi
             mkdir -p "${dir}/logdir"
             cp "${spec_dir}/${i}.yaml" "${dir}/reduction.yaml"
+            echo "${fingerprint}" > "${dir}/model_fingerprint"
             pending+=("${dir}")
         done
         key_file=data/${dset}/wav.scp
