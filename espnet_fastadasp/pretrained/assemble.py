@@ -275,20 +275,27 @@ def projector_state(model: Any) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone().contiguous() for k, v in model.model.multi_modal_projector.state_dict().items()}
 
 
-def load_projector(model: Any, path: str | Path) -> None:
-    """Put trained parameters into an assembled model: the projector (:func:`projector_state`'s keys)
-    and, where the file has them, LoRA adapters of the decoder (``lora.*``, merged into the weights
-    with the ``lora_scale`` of the file's metadata; see :mod:`espnet_fastadasp.pretrained.lora`)."""
+def read_trained_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, str]]:
+    """A trained-parameters file split into (projector tensors, ``lora.*`` tensors, metadata)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from espnet_fastadasp.pretrained.lora import PREFIX, merge_lora
+    from espnet_fastadasp.pretrained.lora import PREFIX
 
     state = load_file(str(path))
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     lora = {k: v for k, v in state.items() if k.startswith(PREFIX)}
-    proj = {k: v for k, v in state.items() if not k.startswith(PREFIX)}
+    return {k: v for k, v in state.items() if k not in lora}, lora, meta
+
+
+def load_projector(model: Any, path: str | Path) -> None:
+    """Put trained parameters into an assembled model: the projector (:func:`projector_state`'s keys)
+    and, where the file has them, LoRA adapters of the decoder (``lora.*``, merged into the weights
+    with the ``lora_scale`` of the file's metadata; see :mod:`espnet_fastadasp.pretrained.lora`)."""
+    from espnet_fastadasp.pretrained.lora import merge_lora
+
+    proj, lora, meta = read_trained_file(path)
     model.model.multi_modal_projector.load_state_dict(proj, strict=True)
     if lora:
         if "lora_scale" not in meta:

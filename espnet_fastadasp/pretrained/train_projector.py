@@ -470,16 +470,10 @@ class Trainer:
     def _warm_start(self, path: Path) -> None:
         """Start from a trained-parameters file: its projector and, with LoRA, its adapters (same
         rank and scale). A file with adapters cannot start a run without them, and vice versa."""
-        from safetensors import safe_open
-        from safetensors.torch import load_file
+        from espnet_fastadasp.pretrained.assemble import read_trained_file
 
-        from espnet_fastadasp.pretrained.lora import PREFIX
-
-        state = load_file(str(path))
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        lora = {k: v for k, v in state.items() if k.startswith(PREFIX)}
-        self.projector.load_state_dict({k: v for k, v in state.items() if not k.startswith(PREFIX)}, strict=True)
+        proj, lora, meta = read_trained_file(path)
+        self.projector.load_state_dict(proj, strict=True)
         if bool(lora) != (self.lora is not None):
             raise ValueError(f"init_from={str(path)!r}: {'has' if lora else 'has no'} LoRA adapters, "
                              f"this run has lora_rank={self.cfg.lora_rank}")
