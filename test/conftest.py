@@ -13,7 +13,8 @@ import torch  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# pytest-xdist (README: -n 2): the workers share the cores, so each gets its part of them
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 from espnet_fastadasp.models.tiny import save_tiny_qwen2_audio, synthetic_audio  # noqa: E402
 

@@ -100,11 +100,16 @@ def test_recipe_options_exist():
                 assert re.search(rf"\b{name}=", text), f"{page.name}: ./run.sh {opt} is not an option of {cwd.name}"
 
 
+# pytest options whose value is the next word (-n 2, --dist loadgroup), not a path
+PYTEST_VALUE_OPTIONS = {"-n", "--numprocesses", "--dist", "-k", "-m", "-p", "--durations", "--basetemp"}
+
+
 def test_pytest_paths_exist():
     for page, cwd, argv in COMMANDS:
         if "pytest" in argv:
-            for path in argv[argv.index("pytest") + 1 :]:
-                if not path.startswith("-"):
+            words = argv[argv.index("pytest") + 1 :]
+            for i, path in enumerate(words):
+                if not path.startswith("-") and (i == 0 or words[i - 1] not in PYTEST_VALUE_OPTIONS):
                     assert (cwd / path).exists(), f"{page.name}: pytest {path}"
 
 

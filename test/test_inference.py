@@ -95,15 +95,17 @@ def test_shared_prompt_beam_search_gives_the_same_hypotheses(checkpoint, tmp_pat
 
 
 def test_static_decoding_gives_the_same_hypotheses(checkpoint, tmp_path):
-    """--static_decoding true (eager and compiled steps): the same text as plain generate in float32,
-    with and without a reduction; settings.yaml records it, so a resume with it switched refuses."""
+    """--static_decoding true (eager steps, and compiled with a reduction): the same text as plain
+    generate in float32, with and without a reduction; settings.yaml records it, so a resume with it switched refuses."""
     d = write_data(tmp_path, [1.0, 4.5, 0.6])
     beams = ("--beam_size", "3", "--max_new_tokens", "6")
     for reduction in (("method=none",), ("method=fastadasp", "flops_reduction=0.2")):
         tag = reduction[0].split("=")[1]
         run(checkpoint, d, tmp_path / f"plain_{tag}", *beams, reduction=reduction)
         plain = read(tmp_path / f"plain_{tag}" / "1best_recog" / "text")
-        for mode in ("eager", "compile"):
+        # compiled steps once (an inductor compile is most of this test's time): with the reduction,
+        # the harder graph; test_static_decoding compares compiled (aot_eager) and plain steps too
+        for mode in ("eager", "compile") if tag != "none" else ("eager",):
             out = tmp_path / f"static_{tag}_{mode}"
             run(checkpoint, d, out, *beams, "--static_decoding", "true", "--static_step_mode", mode, reduction=reduction)
             assert read(out / "1best_recog" / "text") == plain, f"{tag}, {mode} steps"

@@ -515,7 +515,8 @@ def test_slam_run_sh_end_to_end(assembled, tmp_path):
         "--test_counts", "asr=1,lasr=0,keyword=2,prosody=1",
         "--long_sets", "",
         "--validate_te", "false",
-        "--dev_counts", "keyword=8,prosody=8",
+        "--dev_counts", "keyword=8,prosody=2",  # select_layer wants at least 8
+        "--select_layers", "2 11",  # a prefill of every dev utterance per layer tried: 2 of the CPU default's 9
         "--targets", "0.3",
         "--methods", "fastadasp_constant fastadasp_once fastv",
         "--decode_config", "conf/decode_toy.yaml",

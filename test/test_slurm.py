@@ -22,6 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SLURM_PY = ROOT / "egs2" / "TEMPLATE" / "speechlm1" / "utils" / "slurm.py"
 SLURM_CONF = ROOT / "egs2" / "TEMPLATE" / "speechlm1" / "conf" / "slurm.conf"
 START = ROOT / "tools" / "slurm" / "start_local_slurm.sh"
+# one pytest-xdist worker runs them all (--dist loadgroup): one cluster, started once, and the
+# timing of its queue not shared with other tests' jobs
+pytestmark = pytest.mark.xdist_group("slurm")
 
 
 def _node_ready() -> bool:

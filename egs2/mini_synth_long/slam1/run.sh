@@ -11,6 +11,7 @@
 #   ./run.sh                                  # the CPU default (the first utterances of each set, below)
 #   ./run.sh --full true                      # all 500 per set, every method, targets 10-50 %
 #   ./run.sh --projector exp/projector/projector.safetensors   # default: exp/projector's, else trained/'s
+#   ./run.sh --select_layers "2 11"            # the layers stage 3 tries for Transfer Entropy (default: 9 of 30; --full: all)
 # Other options go to every speechlm.sh call (e.g. --decode_config); --nj N: decoding jobs (default: the cores).
 set -euo pipefail
 
@@ -23,6 +24,7 @@ dev_counts=keyword=24,prosody=24   # Transfer Entropy calibration (stage 3) and 
 targets_opt=''
 methods_opt=''
 te_layers_opt=''
+select_layers_opt=''
 te_tasks="keyword prosody"
 short_sets="asr_test keyword_test prosody_test"
 long_sets="lasr_test"
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
         --targets) targets_opt=$2; shift 2 ;;
         --methods) methods_opt=$2; shift 2 ;;
         --te_layers) te_layers_opt=$2; shift 2 ;;
+        --select_layers) select_layers_opt=$2; shift 2 ;;
         --te_tasks) te_tasks=$2; shift 2 ;;
         --short_sets) short_sets=$2; shift 2 ;;
         --long_sets) long_sets=$2; shift 2 ;;
@@ -82,6 +85,7 @@ test_counts=${test_counts_opt:-${test_counts}}
 targets=${targets_opt:-${targets}}
 methods=${methods_opt:-${methods}}
 te_layers=${te_layers_opt:-${te_layers}}
+select_layers=${select_layers_opt:-${select_layers}}
 num_dev=$(echo "${dev_counts}" | tr ',' '\n' | sed -n 's/^keyword=//p')
 reductions="none"
 for target in ${targets}; do
