@@ -14,34 +14,15 @@ import logging
 import numpy as np
 import torch
 
+from espnet_fastadasp.evaluation.linear_probe import cv_accuracy, standardize
+
 logger = logging.getLogger("probe_prosody")
 
 
 def features(cache: dict, keys: list[str]) -> torch.Tensor:
     """Mean and standard deviation over time of each clip's encoder outputs, standardised per dimension."""
     x = torch.stack([torch.cat([cache[k]["feats"].float().mean(0), cache[k]["feats"].float().std(0)]) for k in keys])
-    return (x - x.mean(0)) / (x.std(0) + 1e-6)
-
-
-def cv_accuracy(x: torch.Tensor, y: torch.Tensor, l2: float, folds: int = 5, seed: int = 0) -> float:
-    """Held-out accuracy (%) of an L2-regularised logistic regression (LBFGS), k-fold."""
-    idx = np.random.default_rng(seed).permutation(len(y))
-    acc = []
-    for held in np.array_split(idx, folds):
-        train = np.setdiff1d(idx, held)
-        w = torch.zeros(x.shape[1], requires_grad=True)
-        b = torch.zeros(1, requires_grad=True)
-        opt = torch.optim.LBFGS([w, b], max_iter=200)
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(x[train] @ w + b, y[train]) + l2 * (w * w).sum()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-        acc.append(((x[held] @ w + b > 0).float() == y[held]).float().mean().item())
-    return 100.0 * float(np.mean(acc))
+    return standardize(x)
 
 
 def main() -> None:
