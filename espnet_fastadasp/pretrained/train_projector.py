@@ -369,13 +369,20 @@ class SubsetCTC(torch.nn.Module):
         )
 
 
+def embed_with_audio(model: Any, input_ids: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
+    """The decoder's input embeddings of ``input_ids``, the projected audio (rows in placeholder
+    order) in place of the audio placeholders: what Qwen2-Audio's forward builds, from
+    precomputed encoder outputs."""
+    embeds = model.model.language_model.embed_tokens(input_ids)
+    audio_mask = (input_ids == model.config.audio_token_id).unsqueeze(-1)
+    return embeds.masked_scatter(audio_mask, projected.to(embeds.dtype))
+
+
 def answer_loss(model: Any, batch: dict[str, torch.Tensor], projected: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the answers (mean per utterance, then over the batch), the LM head on answer positions only."""
     lm = model.model.language_model
-    input_ids, labels = batch["input_ids"], batch["labels"]
-    embeds = lm.embed_tokens(input_ids)
-    audio_mask = (input_ids == model.config.audio_token_id).unsqueeze(-1)
-    embeds = embeds.masked_scatter(audio_mask, projected.to(embeds.dtype))
+    labels = batch["labels"]
+    embeds = embed_with_audio(model, batch["input_ids"], projected)
     hidden = lm(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
     target = labels[:, 1:]
     sel = target != -100

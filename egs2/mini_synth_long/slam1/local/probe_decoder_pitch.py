@@ -23,7 +23,7 @@ from tqdm import tqdm
 from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
 from espnet_fastadasp.evaluation.linear_probe import cv_accuracy, roc_auc, standardize
-from espnet_fastadasp.pretrained.train_projector import PromptBatcher, load_utterances, task_prompt
+from espnet_fastadasp.pretrained.train_projector import PromptBatcher, embed_with_audio, load_utterances, task_prompt
 
 logger = logging.getLogger("probe_decoder_pitch")
 
@@ -32,12 +32,8 @@ logger = logging.getLogger("probe_decoder_pitch")
 def answer_states(model, batcher: PromptBatcher, utt, high: int, low: int) -> tuple[torch.Tensor, float]:
     """The hidden states (layers + 1, width) at the last prompt position and the pitch margin there."""
     ids = torch.tensor([batcher.prompt_ids(utt)])
-    lm = model.model.language_model
-    embeds = lm.embed_tokens(ids)
-    projected = model.model.multi_modal_projector(utt.feats.float().unsqueeze(0))[0]
-    mask = (ids == model.config.audio_token_id).unsqueeze(-1)
-    embeds = embeds.masked_scatter(mask, projected.to(embeds.dtype))
-    out = lm(inputs_embeds=embeds, output_hidden_states=True)
+    projected = model.model.multi_modal_projector(utt.feats.float())
+    out = model.model.language_model(inputs_embeds=embed_with_audio(model, ids, projected), output_hidden_states=True)
     states = torch.stack([h[0, -1] for h in out.hidden_states])
     logits = model.lm_head(out.last_hidden_state[0, -1])
     return states, float(logits[high] - logits[low])
